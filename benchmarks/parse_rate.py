@@ -1,0 +1,149 @@
+"""Parse-rate benchmark: Dark Machines CSV reader vs the columnar HDF5 cache, on one core.
+
+Builds a Dark Machines-format file of ``--events`` events by resampling (seeded) the lines of the
+real challenge file in ../shared/data, then times, best of ``--repeat``:
+
+* streaming the CSV with ``iter_darkmachines`` (target: >= 100,000 events/s on one core);
+* ``tfp-anomaly data convert``'s work (parse + write the cache);
+* reading the cache back whole and streaming it (target: >= 10x the CSV rate);
+* peak resident memory of a separate process that streams the CSV (bounded by the chunk size,
+  not the file size).
+
+    python benchmarks/parse_rate.py --events 500000 [--markdown docs/benchmarks.md]
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import random
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import pandas as pd
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+from tfp_anomaly.data import iter_cache, iter_darkmachines, read_cache, write_cache  # noqa: E402
+
+DEFAULT_SOURCE = ROOT.parent / "shared" / "data" / "darkmachines" / "monojet_Zp2000.0_DM_50.0_chan3.csv"
+MARK = "<!-- parse_rate -->"
+
+
+def make_file(source: Path, n: int, seed: int, out: Path) -> Path:
+    lines = source.read_text().splitlines(keepends=True)
+    rng = random.Random(seed)
+    with out.open("w") as handle:
+        for start in range(0, n, 100_000):
+            handle.writelines(rng.choices(lines, k=min(100_000, n - start)))
+    return out
+
+
+def best_of(repeat: int, fn) -> float:
+    times = []
+    for _ in range(repeat):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return min(times)
+
+
+def peak_rss_streaming(path: Path, chunk_size: int) -> tuple[float, float]:
+    """(baseline MiB after imports, peak MiB after streaming) of a child process."""
+    # VmHWM (peak RSS) of the child's own address space; ru_maxrss would include the forked parent's
+    code = (f"import sys; sys.path.insert(0, {str(ROOT)!r});"
+            "from tfp_anomaly.data import iter_darkmachines;"
+            "hwm = lambda: int([l for l in open('/proc/self/status') if l.startswith('VmHWM')][0].split()[1]);"
+            "base = hwm();"
+            f"n = sum(len(c) for c in iter_darkmachines({str(path)!r}, chunk_size={chunk_size}));"
+            "print(base / 1024, hwm() / 1024)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    base, peak = (float(v) for v in out.split())
+    return base, peak
+
+
+def machine() -> str:
+    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                if line.startswith("model name")), platform.processor())
+    return f"{cpu}, {os.cpu_count()} cores visible, benchmark pinned to 1; Python {platform.python_version()}"
+
+
+def run(args) -> pd.DataFrame:
+    if hasattr(os, "sched_setaffinity"):
+        os.sched_setaffinity(0, {sorted(os.sched_getaffinity(0))[0]})
+    with tempfile.TemporaryDirectory() as tmp:
+        csv = make_file(args.source, args.events, args.seed, Path(tmp) / "events.csv")
+        cache = Path(tmp) / "events.h5"
+        size_mb = csv.stat().st_size / 2**20
+        rows = []
+        t = best_of(args.repeat, lambda: sum(len(c) for c in iter_darkmachines(csv, chunk_size=args.chunk_size)))
+        rows.append(("CSV stream (iter_darkmachines)", t))
+        rows.append(("CSV -> cache (data convert)",
+                     best_of(1, lambda: write_cache(iter_darkmachines(csv, chunk_size=args.chunk_size), cache))))
+        rows.append(("cache read whole (read_cache)", best_of(args.repeat, lambda: read_cache(cache))))
+        rows.append(("cache stream (iter_cache, 1M chunks)",
+                     best_of(args.repeat, lambda: sum(len(c) for c in iter_cache(cache)))))
+        base, peak = peak_rss_streaming(csv, args.chunk_size)
+    table = pd.DataFrame(rows, columns=["stage", "seconds"])
+    table["events/s"] = args.events / table["seconds"]
+    table["vs CSV"] = table["events/s"] / table["events/s"].iloc[0]
+    table.attrs.update(events=args.events, size_mb=size_mb, rss_base=base, rss_peak=peak)
+    return table
+
+
+def to_markdown(table: pd.DataFrame, args) -> str:
+    a = table.attrs
+    lines = [MARK, "## Data parse rate (`benchmarks/parse_rate.py`)", "",
+             f"Command: `python benchmarks/parse_rate.py --events {args.events} --markdown docs/benchmarks.md` "
+             f"(also `make bench`)  ", f"Machine: {machine()}  ",
+             f"Input: {a['events']:,} events resampled (seed {args.seed}) from the real Dark Machines file, "
+             f"{a['size_mb']:.0f} MiB; chunk size {args.chunk_size:,}; best of {args.repeat}.", "",
+             "| stage | seconds | events/s | vs CSV |", "|---|---:|---:|---:|"]
+    for _, r in table.iterrows():
+        lines.append(f"| {r['stage']} | {r['seconds']:.3f} | {r['events/s']:,.0f} | {r['vs CSV']:.1f}x |")
+    lines += ["", f"Peak resident memory of a process streaming the whole CSV: {a['rss_peak']:.0f} MiB "
+                  f"({a['rss_base']:.0f} MiB of it is the interpreter with NumPy/pandas before reading).",
+              "Targets: CSV >= 100,000 events/s on one core; cache read >= 10x the CSV.", MARK]
+    return "\n".join(lines)
+
+
+def write_section(path: Path, section: str) -> None:
+    text = path.read_text() if path.exists() else "# Benchmarks\n"
+    if MARK in text:
+        head, _, rest = text.partition(MARK)
+        _, _, tail = rest.partition(MARK)
+        text = head + section + tail
+    else:
+        text = text.rstrip("\n") + "\n\n" + section + "\n"
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(text)
+    tmp.replace(path)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--events", type=int, default=500_000)
+    parser.add_argument("--source", type=Path, default=DEFAULT_SOURCE)
+    parser.add_argument("--chunk-size", type=int, default=100_000)
+    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--markdown", type=Path, help="write/refresh this section in a Markdown file")
+    args = parser.parse_args()
+    if not args.source.exists():
+        print(f"source file not found: {args.source}", file=sys.stderr)
+        return 2
+    table = run(args)
+    with pd.option_context("display.float_format", "{:,.3f}".format, "display.width", 120):
+        print(table.to_string(index=False))
+    print(f"peak RSS streaming: {table.attrs['rss_peak']:.0f} MiB (baseline {table.attrs['rss_base']:.0f} MiB)")
+    if args.markdown:
+        write_section(args.markdown, to_markdown(table, args))
+        print(f"wrote {args.markdown}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

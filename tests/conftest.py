@@ -1,0 +1,47 @@
+"""Shared fixtures. Tests that need the real data in ../shared/data skip cleanly when it is absent."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
+DM_FILE = SHARED / "darkmachines" / "monojet_Zp2000.0_DM_50.0_chan3.csv"
+LHCO_RAW = SHARED / "lhco_raw" / "events_anomalydetection_tiny.h5"
+LHCO_SCALARS = SHARED / "lhco_rnd_scalars"
+
+
+def _need(path: Path) -> Path:
+    if not path.exists():
+        pytest.skip(f"real data not available: {path}")
+    return path
+
+
+@pytest.fixture
+def dm_file() -> Path:
+    return _need(DM_FILE)
+
+
+@pytest.fixture
+def lhco_raw_file() -> Path:
+    return _need(LHCO_RAW)
+
+
+@pytest.fixture
+def lhco_scalar_dir() -> Path:
+    return _need(LHCO_SCALARS)
+
+
+@pytest.fixture(scope="session")
+def dm_events():
+    from tfp_anomaly.data import read_darkmachines
+
+    return read_darkmachines(_need(DM_FILE))
+
+
+@pytest.fixture
+def dm_lines(dm_file) -> list[str]:
+    return dm_file.read_text().splitlines(keepends=True)

@@ -1,0 +1,34 @@
+"""Atomic file output: write to a temporary file beside the target, then rename.
+
+A failure half-way (an exception, a full disk, Ctrl-C) leaves the target untouched: either the old
+file or nothing, never a truncated file.
+"""
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+from pathlib import Path
+from typing import Iterator
+
+
+@contextlib.contextmanager
+def atomic_path(target: str | os.PathLike) -> Iterator[Path]:
+    """Yield a temporary path in the target's directory; rename it onto ``target`` on success.
+
+    The temporary file is created in the same directory so that :func:`os.replace` is an atomic
+    rename on POSIX file systems. On any exception the temporary file is removed and the exception
+    propagates.
+    """
+    target = Path(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    os.close(fd)
+    tmp_path = Path(tmp)
+    try:
+        yield tmp_path
+        os.replace(tmp_path, target)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            tmp_path.unlink()
+        raise

@@ -1,0 +1,98 @@
+"""Registry of event file formats: name -> (how to recognise a file, how to stream it).
+
+``open_events(path)`` picks the format by sniffing (extension, then HDF5 content) unless one is
+named; every format streams :class:`~.events.Events` chunks with bounded memory.
+Tabular formats (the LHCO high-level features) are read by :func:`.lhco.read_lhco_scalars`.
+"""
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import Callable, Iterator
+
+from . import adc2021, cache, darkmachines, lhco
+from .events import Events, concatenate
+
+
+@dataclasses.dataclass(frozen=True)
+class Format:
+    name: str
+    description: str
+    sniff: Callable[[Path], bool]
+    iterate: Callable[..., Iterator[Events]]
+    kind: str = "events"  # or "table"
+
+
+def _hdf5_keys(path: Path) -> set:
+    import h5py
+
+    try:
+        with h5py.File(path, "r") as handle:
+            return set(handle.keys())
+    except OSError:
+        return set()
+
+
+def _is_csv(path: Path) -> bool:
+    return path.name.endswith((".csv", ".csv.gz", ".txt"))
+
+
+def _is_h5(path: Path) -> bool:
+    return path.suffix in (".h5", ".hdf5", ".hdf")
+
+
+FORMATS: dict[str, Format] = {}
+
+
+def register(fmt: Format) -> Format:
+    FORMATS[fmt.name] = fmt
+    return fmt
+
+
+register(Format("darkmachines", "Dark Machines challenge CSV (event_id;process_id;weight;MET;METphi;obj,E,pt,eta,phi;...)",
+                _is_csv, darkmachines.iter_darkmachines))
+register(Format("cache", "tfp-anomaly columnar HDF5 cache (written by `tfp-anomaly data convert`)",
+                lambda p: _is_h5(p) and cache.is_cache(p), cache.iter_cache))
+register(Format("adc2021", "ADC2021 / 40 MHz HDF5, Particles (N, 19, 4)",
+                lambda p: _is_h5(p) and "Particles" in _hdf5_keys(p), adc2021.iter_adc2021))
+register(Format("lhco-raw", "LHC Olympics raw hadrons, 700 x (pT, eta, phi) [+ label] (needs PyTables)",
+                lambda p: _is_h5(p) and _hdf5_keys(p) == {"df"}, lhco.iter_lhco_raw))
+register(Format("lhco-scalars", "LHC Olympics high-level jet features (pandas fixed frame 'bkg' or 'sig')",
+                lambda p: _is_h5(p) and bool(_hdf5_keys(p) & set(lhco.LABEL_OF_KEY)), None, kind="table"))
+
+
+def available() -> list[str]:
+    return list(FORMATS)
+
+
+def get(name: str) -> Format:
+    try:
+        return FORMATS[name]
+    except KeyError:
+        raise KeyError(f"unknown format {name!r}; available: {', '.join(FORMATS)}") from None
+
+
+def detect(path) -> Format:
+    """The registered format of ``path``; raises naming the file when none matches."""
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"file not found: {path}")
+    for fmt in FORMATS.values():
+        if fmt.sniff(path):
+            return fmt
+    raise ValueError(f"{path}: format not recognised; name one of {', '.join(FORMATS)} explicitly")
+
+
+def open_events(path, format: str = "auto", **kwargs) -> Iterator[Events]:
+    """Stream events from ``path`` in chunks; ``kwargs`` go to the format's reader (chunk_size, unit, ...)."""
+    fmt = detect(path) if format == "auto" else get(format)
+    if fmt.kind != "events":
+        raise ValueError(f"{path}: format {fmt.name!r} holds tabular features, not events; "
+                         "use tfp_anomaly.data.read_lhco_scalars")
+    return fmt.iterate(path, **kwargs)
+
+
+def read_events(path, format: str = "auto", **kwargs) -> Events:
+    """Read a whole file of any registered event format into one :class:`Events`."""
+    parts = list(open_events(path, format, **kwargs))
+    return concatenate(parts) if parts else Events.empty()

@@ -1,0 +1,135 @@
+"""The ordered 2D object representation ("object grid") of DarkFlow (Caron et al., arXiv:2105.14027 §4).
+
+Each event becomes a fixed (rows × features) matrix: rows are object slots grouped in type blocks
+(e.g. 13 jets, then 3 b-jets, ...), each block sorted by pT descending and zero-padded, optionally
+followed by one MET row; columns are configurable features. A boolean mask marks real slots so that
+losses can ignore padding. Objects beyond a block's cap (the lowest-pT ones) are dropped and counted.
+
+The MET row holds E = pT = MET, η = 0, φ = METphi (a massless object in the transverse plane).
+"""
+from __future__ import annotations
+
+import dataclasses
+from typing import Callable, Sequence
+
+import numpy as np
+
+from . import objects
+from .events import Events
+
+# --------------------------------------------------------------------------- feature registry
+#: feature name -> function of (E, pT, η, φ) arrays. ``log_*`` use log1p and so depend on the unit.
+FEATURES: dict[str, Callable] = {
+    "E": lambda e, pt, eta, phi: e,
+    "pt": lambda e, pt, eta, phi: pt,
+    "eta": lambda e, pt, eta, phi: eta,
+    "phi": lambda e, pt, eta, phi: phi,
+    "cos_phi": lambda e, pt, eta, phi: np.cos(phi),
+    "sin_phi": lambda e, pt, eta, phi: np.sin(phi),
+    "log_pt": lambda e, pt, eta, phi: np.log1p(pt),
+    "log_E": lambda e, pt, eta, phi: np.log1p(e),
+}
+
+PRESETS = {
+    # DarkFlow / Dark Machines ConvVAE input: 13 j, 3 b, 3 m+, 3 m-, 3 e+, 3 e-, 3 g, MET row; (E, pT, η, φ)
+    "darkflow": dict(blocks=[("j", 13), ("b", 3), ("m+", 3), ("m-", 3), ("e+", 3), ("e-", 3), ("g", 3)],
+                     met_row=True, features=["E", "pt", "eta", "phi"]),
+    # ADC2021 layout: 4 e, 4 m, 10 j (charge not recorded), MET row; (pT, η, cos φ, sin φ)
+    "adc2021": dict(blocks=[("e", 4), ("m", 4), ("j", 10)], met_row=True,
+                    features=["pt", "eta", "cos_phi", "sin_phi"]),
+}
+
+
+@dataclasses.dataclass
+class ObjectGrid:
+    """Events -> fixed (N, rows, features) float32 matrices plus a (N, rows) mask of real slots.
+
+    Parameters
+    ----------
+    blocks : list of (codes, cap)
+        Row blocks in order; ``codes`` is one object code or a list of codes pooled into one block
+        (e.g. ``(["e-", "e+"], 4)``); ``cap`` slots per event.
+    met_row : bool
+        Append a MET row (E = pT = MET, η = 0, φ = METphi).
+    features : list of str
+        Column features, names from :data:`FEATURES`.
+    """
+
+    blocks: Sequence = dataclasses.field(default_factory=lambda: list(PRESETS["darkflow"]["blocks"]))
+    met_row: bool = True
+    features: Sequence[str] = ("E", "pt", "eta", "phi")
+
+    def __post_init__(self):
+        self.blocks = [([codes] if isinstance(codes, str) else list(codes), int(cap)) for codes, cap in self.blocks]
+        for codes, cap in self.blocks:
+            for code in codes:
+                objects.type_id(code)  # raises KeyError naming the known codes
+            if cap < 1:
+                raise ValueError(f"block {codes} has cap {cap}; caps must be >= 1")
+        unknown = [f for f in self.features if f not in FEATURES]
+        if unknown:
+            raise KeyError(f"unknown features {unknown}; available: {', '.join(FEATURES)}")
+        self.features = list(self.features)
+
+    @classmethod
+    def preset(cls, name: str) -> "ObjectGrid":
+        try:
+            return cls(**PRESETS[name])
+        except KeyError:
+            raise KeyError(f"unknown grid preset {name!r}; available: {', '.join(PRESETS)}") from None
+
+    def get_config(self) -> dict:
+        return {"blocks": [[codes[0] if len(codes) == 1 else codes, cap] for codes, cap in self.blocks],
+                "met_row": self.met_row, "features": list(self.features)}
+
+    @classmethod
+    def from_config(cls, config: dict) -> "ObjectGrid":
+        if "preset" in config:
+            base = dict(PRESETS[config["preset"]])
+            base.update({k: v for k, v in config.items() if k != "preset"})
+            config = base
+        return cls(**config)
+
+    @property
+    def n_rows(self) -> int:
+        return sum(cap for _, cap in self.blocks) + int(self.met_row)
+
+    @property
+    def shape(self) -> tuple:
+        return (self.n_rows, len(self.features))
+
+    @property
+    def row_labels(self) -> list[str]:
+        labels = [f"{'/'.join(codes)}{k + 1}" for codes, cap in self.blocks for k in range(cap)]
+        return labels + (["MET"] if self.met_row else [])
+
+    def transform(self, events: Events, return_overflow: bool = False):
+        """Return ``(x, mask)`` (and ``{block: objects dropped}`` with ``return_overflow``)."""
+        n = len(events)
+        x = np.zeros((n, self.n_rows, len(self.features)), np.float32)
+        mask = np.zeros((n, self.n_rows), bool)
+        overflow = {}
+        event_index = events.event_index
+        row0 = 0
+        for codes, cap in self.blocks:
+            sel = np.flatnonzero(np.isin(events.obj_type, [objects.type_id(c) for c in codes]))
+            ev = event_index[sel]
+            order = np.lexsort((-events.obj_pt[sel], ev))  # by event, then pT descending
+            sel, ev = sel[order], ev[order]
+            first = np.searchsorted(ev, ev, side="left")
+            rank = np.arange(len(ev)) - first  # position within the event's block
+            keep = rank < cap
+            overflow["/".join(codes)] = int((~keep).sum())
+            sel, ev, rows = sel[keep], ev[keep], row0 + rank[keep]
+            cols = self._features(events.obj_e[sel], events.obj_pt[sel], events.obj_eta[sel], events.obj_phi[sel])
+            x[ev, rows, :] = cols
+            mask[ev, rows] = True
+            row0 += cap
+        if self.met_row:
+            zeros = np.zeros_like(events.met)
+            x[:, row0, :] = self._features(events.met, events.met, zeros, events.met_phi)
+            mask[:, row0] = True
+        return (x, mask, overflow) if return_overflow else (x, mask)
+
+    def _features(self, e, pt, eta, phi) -> np.ndarray:
+        return np.stack([FEATURES[f](e, pt, eta, phi) for f in self.features], axis=-1)
