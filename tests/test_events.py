@@ -22,7 +22,9 @@ def test_slicing_take_and_mask_keep_objects_with_their_events():
     assert list(sub.obj_pt) == [3000.0, 4000.0, 5000.0, 1000.0, 2000.0]
     assert list(ev[1:].obj_pt) == [3000.0, 4000.0, 5000.0]
     assert list(ev[np.array([False, True, True])].n_objects) == [0, 3]
-    assert ev[-1].event(0)["event_id"] == 12
+    assert ev[-1].event(0)["event_id"] == 12 and ev[-3].event(0)["event_id"] == 10
+    with pytest.raises(IndexError, match="out of range"):
+        ev[3]
     with pytest.raises(IndexError):
         ev[np.array([True, False])]
 

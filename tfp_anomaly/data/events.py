@@ -123,7 +123,10 @@ class Events:
     def __getitem__(self, index) -> "Events":
         """Select events by slice, integer array or boolean mask; returns a new ``Events``."""
         if isinstance(index, (int, np.integer)):
-            index = slice(int(index), int(index) + 1) if index != -1 else slice(-1, None)
+            i = int(index) + len(self) if index < 0 else int(index)
+            if not 0 <= i < len(self):
+                raise IndexError(f"event {int(index)} out of range for {len(self)} events")
+            index = slice(i, i + 1)
         if isinstance(index, slice):
             start, stop, step = index.indices(len(self))
             if step == 1:

@@ -1,0 +1,26 @@
+"""Normalizing flows as Keras 3 layers over TFP bijectors.
+
+Every step is a ``keras.layers.Layer`` returning ``(z_out, log_det)``; ``get(name, **kwargs)`` makes
+one by name, ``available()`` lists the names, :class:`FlowChain` composes them from a spec.
+"""
+from . import autoregressive, coupling, ffjord, glow, householder, permute, planar, radial, sylvester  # noqa: F401
+from .autoregressive import IAF, MAF, SplineAutoregressive
+from .base import FlowLayer
+from .chain import FlowChain, available, get, parse_spec
+from .conditioners import MADE, MLP
+from .coupling import NICE, RealNVP, SplineCoupling
+from .ffjord import FFJORD
+from .glow import ActNorm, GlowStep, InvertibleLinearLU
+from .householder import Householder, HouseholderBijector
+from .permute import RandomPermutation, Reverse
+from .planar import Planar, PlanarBijector
+from .radial import Radial, RadialBijector
+from .sylvester import HouseholderSylvester, OrthogonalSylvester, SylvesterBijector, TriangularSylvester
+
+__all__ = [
+    "FlowLayer", "FlowChain", "available", "get", "parse_spec", "MADE", "MLP",
+    "Planar", "PlanarBijector", "Radial", "RadialBijector", "Householder", "HouseholderBijector",
+    "OrthogonalSylvester", "HouseholderSylvester", "TriangularSylvester", "SylvesterBijector",
+    "NICE", "RealNVP", "SplineCoupling", "MAF", "IAF", "SplineAutoregressive",
+    "ActNorm", "InvertibleLinearLU", "GlowStep", "FFJORD", "Reverse", "RandomPermutation",
+]
