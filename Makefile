@@ -26,6 +26,7 @@ test-all: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/parse_rate.py --events 500000 --markdown docs/benchmarks.md
+	$(BIN)/python benchmarks/flows.py --xla --markdown docs/benchmarks.md
 
 clean:
 	rm -rf $(VENV) runs build *.egg-info .pytest_cache

@@ -15,18 +15,17 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import random
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import pandas as pd
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+from _common import best_of, machine, write_section  # noqa: E402
 from tfp_anomaly.data import iter_cache, iter_darkmachines, read_cache, write_cache  # noqa: E402
 
 DEFAULT_SOURCE = ROOT.parent / "shared" / "data" / "darkmachines" / "monojet_Zp2000.0_DM_50.0_chan3.csv"
@@ -42,15 +41,6 @@ def make_file(source: Path, n: int, seed: int, out: Path) -> Path:
     return out
 
 
-def best_of(repeat: int, fn) -> float:
-    times = []
-    for _ in range(repeat):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return min(times)
-
-
 def peak_rss_streaming(path: Path, chunk_size: int) -> tuple[float, float]:
     """(baseline MiB after imports, peak MiB after streaming) of a child process."""
     # VmHWM (peak RSS) of the child's own address space; ru_maxrss would include the forked parent's
@@ -63,12 +53,6 @@ def peak_rss_streaming(path: Path, chunk_size: int) -> tuple[float, float]:
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     base, peak = (float(v) for v in out.split())
     return base, peak
-
-
-def machine() -> str:
-    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                if line.startswith("model name")), platform.processor())
-    return f"{cpu}, {os.cpu_count()} cores visible, benchmark pinned to 1; Python {platform.python_version()}"
 
 
 def run(args) -> pd.DataFrame:
@@ -98,7 +82,7 @@ def to_markdown(table: pd.DataFrame, args) -> str:
     a = table.attrs
     lines = [MARK, "## Data parse rate (`benchmarks/parse_rate.py`)", "",
              f"Command: `python benchmarks/parse_rate.py --events {args.events} --markdown docs/benchmarks.md` "
-             f"(also `make bench`)  ", f"Machine: {machine()}  ",
+             f"(also `make bench`)  ", f"Machine: {machine(pinned=1)}  ",
              f"Input: {a['events']:,} events resampled (seed {args.seed}) from the real Dark Machines file, "
              f"{a['size_mb']:.0f} MiB; chunk size {args.chunk_size:,}; best of {args.repeat}.", "",
              "| stage | seconds | events/s | vs CSV |", "|---|---:|---:|---:|"]
@@ -108,19 +92,6 @@ def to_markdown(table: pd.DataFrame, args) -> str:
                   f"({a['rss_base']:.0f} MiB of it is the interpreter with NumPy/pandas before reading).",
               "Targets: CSV >= 100,000 events/s on one core; cache read >= 10x the CSV.", MARK]
     return "\n".join(lines)
-
-
-def write_section(path: Path, section: str) -> None:
-    text = path.read_text() if path.exists() else "# Benchmarks\n"
-    if MARK in text:
-        head, _, rest = text.partition(MARK)
-        _, _, tail = rest.partition(MARK)
-        text = head + section + tail
-    else:
-        text = text.rstrip("\n") + "\n\n" + section + "\n"
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(text)
-    tmp.replace(path)
 
 
 def main() -> int:
@@ -140,7 +111,7 @@ def main() -> int:
         print(table.to_string(index=False))
     print(f"peak RSS streaming: {table.attrs['rss_peak']:.0f} MiB (baseline {table.attrs['rss_base']:.0f} MiB)")
     if args.markdown:
-        write_section(args.markdown, to_markdown(table, args))
+        write_section(args.markdown, to_markdown(table, args), MARK)
         print(f"wrote {args.markdown}")
     return 0
 

@@ -7,6 +7,7 @@ from . import autoregressive, coupling, ffjord, glow, householder, permute, plan
 from .autoregressive import IAF, MAF, SplineAutoregressive
 from .base import FlowLayer
 from .chain import FlowChain, available, get, parse_spec
+from .density import FlowDensity
 from .conditioners import MADE, MLP
 from .coupling import NICE, RealNVP, SplineCoupling
 from .ffjord import FFJORD
@@ -18,7 +19,7 @@ from .radial import Radial, RadialBijector
 from .sylvester import HouseholderSylvester, OrthogonalSylvester, SylvesterBijector, TriangularSylvester
 
 __all__ = [
-    "FlowLayer", "FlowChain", "available", "get", "parse_spec", "MADE", "MLP",
+    "FlowLayer", "FlowChain", "FlowDensity", "available", "get", "parse_spec", "MADE", "MLP",
     "Planar", "PlanarBijector", "Radial", "RadialBijector", "Householder", "HouseholderBijector",
     "OrthogonalSylvester", "HouseholderSylvester", "TriangularSylvester", "SylvesterBijector",
     "NICE", "RealNVP", "SplineCoupling", "MAF", "IAF", "SplineAutoregressive",

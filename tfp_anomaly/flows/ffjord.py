@@ -2,13 +2,13 @@
 
 dz/dt = f_θ(z, t, context) integrated from t = 0 to 1 with an adaptive Dormand–Prince solver;
 log|det| = ∫₀¹ Tr(∂f/∂z) dt. The trace is exact (d backward passes) for d ≤ ``exact_trace_max_dim``
-and Hutchinson's unbiased estimator E[εᵀ(∂f/∂z)ε] otherwise (then log_det is stochastic).
-The inverse integrates backwards in time.
+and Hutchinson's unbiased estimator E[εᵀ(∂f/∂z)ε], ε ~ N(0, I) drawn once per solve and event,
+otherwise (then log_det is stochastic; the noise comes from a Keras ``SeedGenerator`` seeded by
+``seed``, so a run is reproducible). The inverse integrates backwards in time.
 """
 from __future__ import annotations
 
-import functools
-
+import keras
 import tensorflow as tf
 import tensorflow_probability as tfp
 
@@ -25,6 +25,7 @@ class FFJORD(FlowLayer):
         self.hidden_units = list(hidden_units)
         self.rtol, self.atol = float(rtol), float(atol)
         self.exact_trace_max_dim, self.seed = int(exact_trace_max_dim), int(seed)
+        self.noise_seed = keras.random.SeedGenerator(self.seed)
 
     def build_flow(self, dim, context_dim):
         self.net = MLP(self.hidden_units, dim, activation="tanh")
@@ -39,10 +40,14 @@ class FFJORD(FlowLayer):
         if self.dim <= self.exact_trace_max_dim:
             trace = tfb.ffjord.trace_jacobian_exact
         else:
-            trace = functools.partial(tfb.ffjord.trace_jacobian_hutchinson, seed=self.seed)
+            def trace(ode_fn, state_shape, dtype):
+                return tfb.ffjord.trace_jacobian_hutchinson(ode_fn, state_shape, dtype, sample_fn=self.noise)
         solver = tfp.math.ode.DormandPrince(rtol=self.rtol, atol=self.atol)
         return tfb.FFJORD(state_time_derivative_fn=time_derivative, ode_solve_fn=solver.solve,
                           trace_augmentation_fn=trace)
+
+    def noise(self, shape, dtype, seed=None):
+        return keras.random.normal(shape, dtype=dtype, seed=self.noise_seed)
 
     def get_config(self):
         return {**super().get_config(), "hidden_units": self.hidden_units, "rtol": self.rtol, "atol": self.atol,
