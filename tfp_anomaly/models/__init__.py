@@ -1,0 +1,10 @@
+"""Models: VAE with flow posteriors, SWAE with TFP priors, their networks and training."""
+from .base import Autoencoder
+from .networks import NETWORKS, build_networks
+from .preprocessing import ScalerLayer
+from .swae import SWAE
+from .vae import VAE
+
+MODELS = {"vae": VAE, "swae": SWAE}
+
+__all__ = ["Autoencoder", "VAE", "SWAE", "MODELS", "NETWORKS", "build_networks", "ScalerLayer"]

@@ -1,0 +1,83 @@
+"""The shared body of the autoencoders: preprocessing, encoder/decoder, reconstruction loss, metrics.
+
+Inputs are a dict ``{"x": (batch, slots, features), "mask": (batch, slots)}`` (what
+:func:`tfp_anomaly.data.make_dataset` yields) or a bare ``x``. The model owns the fitted scaler
+(:class:`ScalerLayer`), so it is fed raw features and a saved model carries its preprocessing.
+``call`` returns a dict of tensors (reconstruction, latent quantities); ``compute_loss`` turns it into
+the training objective and updates one metric per loss term.
+"""
+from __future__ import annotations
+
+import keras
+import tensorflow as tf
+
+from .. import losses
+from .networks import build_networks
+from .preprocessing import ScalerLayer
+
+
+def split_inputs(inputs):
+    if isinstance(inputs, dict):
+        return inputs["x"], inputs.get("mask")
+    return inputs, None
+
+
+class Autoencoder(keras.Model):
+    #: names of the per-event loss terms, reported as metrics
+    terms: tuple = ()
+
+    def __init__(self, input_shape, latent_dim=15, network=None, reconstruction="mse", scaler=None, seed=0,
+                 **kwargs):
+        super().__init__(**kwargs)
+        self.event_shape = tuple(int(s) for s in input_shape)
+        self.latent_dim = int(latent_dim)
+        self.network = dict(network or {"type": "dense"})
+        self.reconstruction_spec = reconstruction
+        self.reconstruction = losses.get_reconstruction(reconstruction)
+        self.scaler_config = scaler
+        self.seed = int(seed)
+        self.preprocess = None if scaler is None else ScalerLayer(scaler, name="scaler")
+        self.encoder, self.decoder = build_networks(self.network, self.event_shape, self.latent_dim,
+                                                    self.reconstruction.params_per_feature)
+        # the random stream (posterior samples, SW directions, prior samples) is stateless, seeded by
+        # (seed, draws so far) with the counter a model weight: a saved or checkpointed model resumes it
+        self.draws = self.add_weight(shape=(), dtype="int64", initializer="zeros", trainable=False, name="draws")
+        self.trackers = {name: keras.metrics.Mean(name=name) for name in self.terms}
+
+    def next_seed(self) -> tf.Tensor:
+        """A fresh stateless seed (shape (2,), int32) for every random draw."""
+        count = self.draws.assign_add(1)
+        return tf.cast(tf.stack([tf.constant(self.seed, tf.int64), count]) % (2 ** 31 - 1), tf.int32)
+
+    @property
+    def metrics(self):
+        return super().metrics + list(self.trackers.values())
+
+    def scaled(self, inputs):
+        x, mask = split_inputs(inputs)
+        x = tf.convert_to_tensor(x, tf.float32)
+        return (x if self.preprocess is None else self.preprocess(x, slot_mask=mask)), mask
+
+    def build(self, input_shape=None):
+        if self.built:
+            return
+        self.build_heads()
+        x = tf.zeros((2,) + self.event_shape)
+        self.call({"x": x, "mask": tf.ones((2,) + self.event_shape[:1], bool)} if len(self.event_shape) == 2 else x)
+        self.built = True
+
+    def build_heads(self):
+        raise NotImplementedError
+
+    def reconstruction_loss(self, inputs, out):
+        x, mask = self.scaled(inputs)
+        return self.reconstruction.loss(x, out, mask)
+
+    def report(self, values: dict):
+        for name, value in values.items():
+            self.trackers[name].update_state(value)
+
+    def get_config(self):
+        return {**super().get_config(), "input_shape": list(self.event_shape), "latent_dim": self.latent_dim,
+                "network": self.network, "reconstruction": self.reconstruction_spec, "scaler": self.scaler_config,
+                "seed": self.seed}

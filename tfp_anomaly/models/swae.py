@@ -1,0 +1,54 @@
+"""Sliced-Wasserstein autoencoder (Kolouri, Pope, Martin & Rohde 2018, arXiv:1804.01947).
+
+A deterministic encoder z = e(x); loss = reconstruction + λ · SW_p^p(z_batch, prior samples), the
+sliced distance along ``num_projections`` random unit directions drawn afresh every step, and a fresh
+batch of prior samples of the same size. The prior is any of :mod:`tfp_anomaly.priors` (or a user's
+``tfd.Distribution``; such a model is saved with the prior's name only when it has one).
+"""
+from __future__ import annotations
+
+import keras
+import tensorflow as tf
+
+from .. import losses, priors
+from .base import Autoencoder
+
+
+@keras.saving.register_keras_serializable(package="tfp_anomaly.models")
+class SWAE(Autoencoder):
+    terms = ("reconstruction", "sliced_wasserstein")
+
+    def __init__(self, input_shape, prior="gaussian", prior_kwargs=None, lam=1.0, num_projections=50, p=2.0,
+                 **kwargs):
+        super().__init__(input_shape, **kwargs)
+        self.prior_name, self.prior_kwargs = prior, dict(prior_kwargs or {})
+        self.prior = priors.get_prior(prior, self.latent_dim, **self.prior_kwargs)
+        self.lam, self.num_projections, self.p = float(lam), int(num_projections), float(p)
+
+    def build_heads(self):
+        self.z_head = keras.layers.Dense(self.latent_dim, name="z")
+        self.z_head.build((None, self.encoder.output_shape[-1]))
+
+    def call(self, inputs, training=None):
+        x, _ = self.scaled(inputs)
+        z = self.z_head(self.encoder(x, training=training))
+        out = self.decoder(z, training=training)
+        return {"out": out, "reconstruction": self.reconstruction.point(out), "z": z}
+
+    def sliced_wasserstein(self, z):
+        target = tf.cast(self.prior.sample(tf.shape(z)[0], seed=self.next_seed()), z.dtype)
+        directions = losses.random_directions(self.num_projections, self.latent_dim, self.next_seed())
+        return losses.sliced_wasserstein(z, target, directions, self.p) ** self.p
+
+    def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
+        reconstruction = self.reconstruction_loss(x, y_pred["out"])
+        sw = self.sliced_wasserstein(y_pred["z"])
+        self.report({"reconstruction": reconstruction, "sliced_wasserstein": sw})
+        return tf.reduce_mean(reconstruction) + self.lam * sw
+
+    def get_config(self):
+        if not isinstance(self.prior_name, str):
+            raise TypeError("a SWAE with a user-supplied tfd.Distribution prior cannot be serialised; "
+                            "register the prior in tfp_anomaly.priors.PRIORS and pass its name")
+        return {**super().get_config(), "prior": self.prior_name, "prior_kwargs": self.prior_kwargs,
+                "lam": self.lam, "num_projections": self.num_projections, "p": self.p}

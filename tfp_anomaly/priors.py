@@ -1,0 +1,161 @@
+"""Latent priors: a registry of TFP distributions with event shape (dim,).
+
+The SWAE (Kolouri et al. 2018, arXiv:1804.01947) only needs to *sample* its prior; the scores that use
+the latent density need ``log_prob``. Every prior here provides both, except the exact sphere (a
+measure on a (d−1)-dimensional surface has no density in ℝ^d: its ``log_prob`` raises).
+
+``get_prior(name_or_distribution, dim, **kwargs)``; ``available()`` lists the names. A user may pass
+any ``tfd.Distribution`` whose event shape is (dim,).
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import tensorflow as tf
+import tensorflow_probability as tfp
+
+tfd, tfb = tfp.distributions, tfp.bijectors
+
+PRIORS: dict[str, callable] = {}
+
+
+def register(name: str):
+    def wrap(fn):
+        PRIORS[name] = fn
+        return fn
+    return wrap
+
+
+def available() -> list[str]:
+    return sorted(PRIORS)
+
+
+def get_prior(prior, dim: int, **kwargs) -> tfd.Distribution:
+    """A prior by registered name (with its keyword arguments), or a user's ``tfd.Distribution``."""
+    if isinstance(prior, tfd.Distribution):
+        if kwargs:
+            raise ValueError("keyword arguments are only for named priors")
+        if tuple(prior.event_shape) != (dim,):
+            raise ValueError(f"prior event shape {tuple(prior.event_shape)} does not match the latent dim ({dim},)")
+        return prior
+    try:
+        builder = PRIORS[prior]
+    except KeyError:
+        raise KeyError(f"unknown prior {prior!r}; available: {', '.join(available())}") from None
+    return builder(int(dim), **kwargs)
+
+
+def log_unit_sphere_area(dim: int) -> float:
+    """log S_{d−1}, S_{d−1} = 2 π^{d/2} / Γ(d/2): the area of the unit sphere in ℝ^d."""
+    return math.log(2.0) + 0.5 * dim * math.log(math.pi) - math.lgamma(0.5 * dim)
+
+
+class RadialDistribution(tfd.Distribution):
+    """x = r · u with u uniform on the unit sphere S^{d−1} (``tfd.SphericalUniform``) and r ≥ 0 drawn
+    from ``radius`` (a scalar TFP distribution), independently. Density in ℝ^d:
+
+        log p(x) = log p_r(‖x‖) − log S_{d−1} − (d − 1) log ‖x‖.
+    """
+
+    def __init__(self, dim: int, radius: tfd.Distribution, validate_args=False, name="RadialDistribution"):
+        parameters = dict(locals())
+        self.dim, self.radius = int(dim), radius
+        super().__init__(dtype=tf.float32, reparameterization_type=tfd.FULLY_REPARAMETERIZED,
+                         validate_args=validate_args, allow_nan_stats=True, parameters=parameters, name=name)
+
+    @classmethod
+    def _parameter_properties(cls, dtype, num_classes=None):
+        return {}
+
+    def _event_shape(self):
+        return tf.TensorShape([self.dim])
+
+    def _event_shape_tensor(self):
+        return tf.constant([self.dim], tf.int32)
+
+    def _batch_shape(self):
+        return tf.TensorShape([])
+
+    def _batch_shape_tensor(self):
+        return tf.constant([], tf.int32)
+
+    def _sample_n(self, n, seed=None):
+        direction_seed, radius_seed = tfp.random.split_seed(seed, n=2)
+        direction = tfd.SphericalUniform(self.dim).sample(n, seed=direction_seed)
+        return direction * self.radius.sample(n, seed=radius_seed)[..., None]
+
+    def _log_prob(self, x):
+        # the floor keeps log‖x‖ finite at the origin (a single point, of measure zero)
+        r = tf.sqrt(tf.maximum(tf.reduce_sum(x * x, axis=-1), 1e-30))
+        return self.radius.log_prob(r) - log_unit_sphere_area(self.dim) - (self.dim - 1) * tf.math.log(r)
+
+
+class _NoDensity(tfd.Deterministic):
+    def _log_prob(self, x):
+        raise NotImplementedError("the exact sphere has no density in R^d; give it radial_noise > 0 for one")
+
+
+@register("gaussian")
+def gaussian(dim, scale=1.0):
+    """N(0, scale² I)."""
+    return tfd.MultivariateNormalDiag(loc=tf.zeros(dim), scale_diag=tf.fill([dim], float(scale)))
+
+
+@register("uniform")
+def uniform(dim, low=-1.0, high=1.0):
+    """Uniform in the hypercube [low, high]^d."""
+    return tfd.Independent(tfd.Uniform(low=tf.fill([dim], float(low)), high=tf.fill([dim], float(high))), 1)
+
+
+@register("ball")
+def ball(dim, radius=1.0):
+    """Uniform in the ball of radius R: x = R U^{1/d} u; R U^{1/d} ~ R·Beta(d, 1) (density d r^{d−1}/R^d)."""
+    r = tfd.TransformedDistribution(tfd.Beta(float(dim), 1.0), tfb.Scale(float(radius)))
+    return RadialDistribution(dim, r, name="ball")
+
+
+def _shell(dim, radius, radial_noise, name):
+    if radial_noise > 0:  # |x| ~ N(R, σ²) truncated to r ≥ 0
+        r = tfd.TruncatedNormal(loc=float(radius), scale=float(radial_noise), low=0.0, high=np.inf)
+    else:
+        r = _NoDensity(loc=float(radius))
+    return RadialDistribution(dim, r, name=name)
+
+
+@register("sphere")
+def sphere(dim, radius=1.0, radial_noise=0.0):
+    """Uniform direction on S^{d−1} at radius R, plus Gaussian radial noise σ (truncated at 0)."""
+    return _shell(dim, radius, radial_noise, "sphere")
+
+
+@register("ring")
+def ring(dim, radius=1.0, radial_noise=0.1):
+    """The sphere prior with radial noise on by default (a ring in 2-D, a thick shell above)."""
+    return _shell(dim, radius, radial_noise, "ring")
+
+
+@register("mixture")
+def mixture(dim, locs=None, scale=0.5, radius=2.0):
+    """Equal-weight Gaussian mixture N(μ_k, scale² I). Default μ_k: ±radius along each axis (2d modes)."""
+    if locs is None:
+        eye = np.eye(dim, dtype="float32") * float(radius)
+        locs = np.concatenate([eye, -eye])
+    locs = tf.constant(np.asarray(locs, "float32"))
+    if locs.shape[-1] != dim:
+        raise ValueError(f"mixture locs have dimension {locs.shape[-1]}, the latent space {dim}")
+    k = int(locs.shape[0])
+    return tfd.MixtureSameFamily(tfd.Categorical(logits=tf.zeros(k)),
+                                 tfd.MultivariateNormalDiag(loc=locs, scale_diag=tf.fill([k, dim], float(scale))))
+
+
+@register("laplace")
+def laplace(dim, scale=1.0):
+    """Independent Laplace(0, scale) per dimension."""
+    return tfd.Independent(tfd.Laplace(loc=tf.zeros(dim), scale=tf.fill([dim], float(scale))), 1)
+
+
+@register("student_t")
+def student_t(dim, df=3.0, scale=1.0):
+    """Independent Student-t(df, 0, scale) per dimension (heavy tails)."""
+    return tfd.Independent(tfd.StudentT(df=float(df), loc=tf.zeros(dim), scale=tf.fill([dim], float(scale))), 1)
