@@ -73,7 +73,11 @@ def test_density_is_normalised_sampled_and_saved(data, tmp_path):
 def test_density_with_context_and_refusal_without_inverse():
     model = flows.FlowDensity("realnvp*2", step_kwargs=SMALL)
     x, c = tf.random.normal((8, 3)), tf.random.normal((8, 2))
-    assert model(x, context=c).shape == (8,)
+    # zero-initialised conditioners: the flow starts as the identity, so log p(x | c) = log N(x; 0, I)
+    standard_normal = -0.5 * tf.reduce_sum(x ** 2, axis=-1) - 1.5 * np.log(2 * np.pi)
+    np.testing.assert_allclose(model(x, context=c).numpy(), standard_normal.numpy(), rtol=1e-5, atol=1e-5)
+    model.flow.steps[0].net.out.kernel.assign(tf.random.normal((32, 2 * 2), stddev=0.5))
+    assert not np.allclose(model(x, context=c).numpy(), model(x, context=c + 1.0).numpy()), "context ignored"
     with pytest.raises(ValueError, match="sylvester_orthogonal has no inverse"):
         flows.FlowDensity("sylvester_orthogonal")
 
