@@ -23,17 +23,17 @@ def main(argv=None):
     args = parser.parse_args(argv)
     config = yaml.safe_load(args.config.read_text())
 
-    events = read_darkmachines(args.file, unit=config["unit"])
+    events = read_darkmachines(args.file, unit=config["data"]["unit"])
     parts = split_background(events, config["split"]["fractions"], seed=config["split"]["seed"])
     grid = ObjectGrid.from_config(config["grid"])
     x, mask, overflow = grid.transform(parts["train"], return_overflow=True)
     scaler = get_scaler(**config["scaler"]).fit(x, mask)
-    dataset = make_dataset({"x": scaler.transform(x, mask), "mask": mask}, batch_size=config["batch_size"])
+    dataset = make_dataset({"x": scaler.transform(x, mask), "mask": mask}, batch_size=config["training"]["batch_size"])
     path = scaler.save(args.out / "scaler.json")
 
     print(f"{len(events):,} events -> train/val/test {[len(p) for p in parts.values()]}")
     print(f"grid {grid.shape}, objects beyond the caps: {overflow}")
-    print(f"{sum(1 for _ in dataset)} batches of {config['batch_size']}; scaler written to {path}")
+    print(f"{sum(1 for _ in dataset)} batches of {config['training']['batch_size']}; scaler written to {path}")
     print(f"scaled training features: mean {np.round(scaler.transform(x, mask)[mask].mean(0), 3)}")
 
 

@@ -1,5 +1,7 @@
 """The model families train on real data, SWAE matches its prior, and training is reproducible,
 resumable, saved with its preprocessing, and stopped loudly on NaN."""
+import json
+
 import keras
 import numpy as np
 import pytest
@@ -118,5 +120,24 @@ def test_saved_model_carries_its_preprocessing_and_gives_identical_outputs(tmp_p
 def test_nan_loss_stops_training_naming_epoch_and_step():
     x = np.random.default_rng(2).normal(size=(256, 8)).astype("float32")
     x[200, 3] = np.nan  # lands in the fourth batch of 64 of the first epoch when not shuffled
-    with pytest.raises(NonFiniteLossError, match=r"epoch 1, step 4"):
+    with pytest.raises(NonFiniteLossError, match=r"epoch 1, step 4;"):
         train(_small_vae(), x, epochs=2, batch_size=64, verbose=0, shuffle=False)
+    with pytest.raises(NonFiniteLossError, match=r"epoch 1, steps 3-4;"):  # two steps per call into the graph
+        train(_small_vae(), x, epochs=2, batch_size=64, verbose=0, shuffle=False, steps_per_execution=2)
+
+
+def test_keras_callbacks_work_in_the_training_loop(tmp_path):
+    x = np.random.default_rng(3).normal(size=(256, 8)).astype("float32")
+    keras.utils.set_random_seed(0)
+    # min_delta so large that no epoch after the first counts as an improvement: stops after 1 + patience
+    stop = keras.callbacks.EarlyStopping(monitor="val_loss", patience=1, min_delta=1e9)
+    save = keras.callbacks.ModelCheckpoint(str(tmp_path / "ckpt.keras"), monitor="val_loss")
+    board = keras.callbacks.TensorBoard(log_dir=str(tmp_path / "tb"))
+    _, history = train(_small_vae(), x, x[:64], run_dir=tmp_path / "run", epochs=10, batch_size=64, verbose=0,
+                       callbacks=[stop, save, board])
+    assert len(history.history["val_loss"]) == 2 and stop.stopped_epoch == 1
+    assert keras.models.load_model(tmp_path / "ckpt.keras").count_params() > 0
+    assert list((tmp_path / "tb").rglob("events.out.tfevents.*"))
+    state = json.loads((tmp_path / "run" / "state.json").read_text())
+    assert state["epoch"] == 2 and state["best"] == min(history.history["val_loss"])
+    assert (tmp_path / "run" / "best.keras").exists()

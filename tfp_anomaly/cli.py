@@ -3,6 +3,7 @@
     tfp-anomaly data formats
     tfp-anomaly data inspect FILE [FILE ...] [--format F] [--unit GeV] [--on-error skip]
     tfp-anomaly data convert IN OUT [--format F] [--unit GeV] [--on-error skip] [--label 0|1]
+    tfp-anomaly train CONFIG.yaml [--override key=value ...] [--run-dir DIR] [--overwrite] [--print-config]
     tfp-anomaly demo [--data-dir DIR] [--out DIR]
 
 Input errors (missing file, malformed line, unknown name) print one line naming file, line and
@@ -86,6 +87,24 @@ def _adjust(chunk, unit, label):
     return chunk.with_label(label) if label is not None else chunk
 
 
+def cmd_train(args) -> int:
+    from . import config as config_lib
+
+    config = config_lib.load_config(args.config, args.override)
+    if args.print_config:
+        print(config_lib.dump(config), end="")
+        return 0
+    from .experiment import run
+
+    run_dir = Path(args.run_dir) if args.run_dir else Path("runs") / Path(args.config).stem
+    summary = run(config, run_dir, overwrite=args.overwrite)
+    final = ", ".join(f"{k} {v:.4g}" for k, v in summary["final"].items())
+    print(f"{summary['model']} {tuple(summary['input_shape'])}, {summary['parameters']:,} parameters, "
+          f"{summary['epochs_done']} epochs ({summary['epochs_this_call']} now, {summary['train_seconds']} s); "
+          f"{final or 'already complete'}\nrun directory: {run_dir}")
+    return 0
+
+
 def cmd_demo(args) -> int:
     """Until the model demo lands, show the data layer on the real fixtures."""
     data = Path(args.data_dir)
@@ -140,6 +159,16 @@ def build_parser() -> argparse.ArgumentParser:
     convert.add_argument("--label", type=int, choices=[0, 1], default=None, help="truth label for all events")
     convert.add_argument("--no-progress", dest="progress", action="store_false")
     convert.set_defaults(func=cmd_convert)
+
+    train = commands.add_parser("train", help="train a model from a YAML configuration into a run directory")
+    train.add_argument("config", type=Path)
+    train.add_argument("--override", "-o", nargs="+", action="extend", default=[], metavar="KEY=VALUE",
+                       help="set a configuration value, e.g. training.epochs=5 model.flow=planar*6")
+    train.add_argument("--run-dir", default=None, help="default: runs/<config name>")
+    train.add_argument("--overwrite", action="store_true",
+                       help="replace a run directory that holds a run of a different configuration")
+    train.add_argument("--print-config", action="store_true", help="print the resolved configuration and exit")
+    train.set_defaults(func=cmd_train)
 
     demo = commands.add_parser("demo", help="the main job on the default data")
     demo.add_argument("--data-dir", default=str(DEFAULT_DATA_DIR))

@@ -73,6 +73,7 @@ class SplineAutoregressive(_Autoregressive):
 
     def __init__(self, nbins=8, bound=5.0, **kwargs):
         super().__init__(**kwargs)
+        self.supports_jit = False  # TFP's sequential spline loop builds dynamic shapes XLA cannot compile
         self.nbins, self.bound = int(nbins), float(bound)
         self.params_per_dim = splines.params_per_dim(self.nbins)
 

@@ -2,7 +2,7 @@
 
 Specs: ``"planar*6"``; ``"maf, reverse, maf"``; ``["realnvp*4", {"name": "maf", "hidden_units": [32]}]``.
 Keyword arguments given to :class:`FlowChain` go to every step whose constructor accepts them (e.g.
-``amortized=True``). Steps with a ``parity`` (couplings, Glow, triangular Sylvester) alternate
+``amortized=True``); one that no step accepts is an error. Steps with a ``parity`` (couplings, Glow, triangular Sylvester) alternate
 0, 1, 0, ... unless the spec fixes it.
 """
 from __future__ import annotations
@@ -77,6 +77,10 @@ class FlowChain(FlowLayer):
             if "parity" in _accepted(cls, {"parity": 0}) and "parity" not in entry:
                 options["parity"], parity = parity, 1 - parity
             self.steps.append(cls(**options, name=f"{entry['name']}_{k}"))
+        unused = set(self.step_kwargs) - {k for entry in self.spec
+                                          for k in _accepted(REGISTRY[entry["name"]], self.step_kwargs)}
+        if unused:  # a typo must not be silently ignored
+            raise TypeError(f"flow option(s) {sorted(unused)} are accepted by no step of {spec!r}")
         self.amortized = any(step.amortized for step in self.steps)
         self.has_inverse = all(step.has_inverse for step in self.steps)
 

@@ -3,12 +3,12 @@
 dz/dt = f_θ(z, t, context) integrated from t = 0 to 1 with an adaptive Dormand–Prince solver;
 log|det| = ∫₀¹ Tr(∂f/∂z) dt. The trace is exact (d backward passes) for d ≤ ``exact_trace_max_dim``
 and Hutchinson's unbiased estimator E[εᵀ(∂f/∂z)ε], ε ~ N(0, I) drawn once per solve and event,
-otherwise (then log_det is stochastic; the noise comes from a Keras ``SeedGenerator`` seeded by
-``seed``, so a run is reproducible). The inverse integrates backwards in time.
+otherwise (then log_det is stochastic; the noise is stateless, seeded by (``seed``, draws so far)
+with the counter a layer weight, so a run is reproducible and a saved or checkpointed layer resumes
+the same noise stream). The inverse integrates backwards in time.
 """
 from __future__ import annotations
 
-import keras
 import tensorflow as tf
 import tensorflow_probability as tfp
 
@@ -22,12 +22,14 @@ tfb = tfp.bijectors
 class FFJORD(FlowLayer):
     def __init__(self, hidden_units=(32, 32), rtol=1e-5, atol=1e-6, exact_trace_max_dim=16, seed=0, **kwargs):
         super().__init__(**kwargs)
+        self.supports_jit = False  # the adaptive ODE solver's dynamic loop does not compile with XLA
         self.hidden_units = list(hidden_units)
         self.rtol, self.atol = float(rtol), float(atol)
         self.exact_trace_max_dim, self.seed = int(exact_trace_max_dim), int(seed)
-        self.noise_seed = keras.random.SeedGenerator(self.seed)
 
     def build_flow(self, dim, context_dim):
+        self.noise_draws = self.add_weight(shape=(), dtype="int64", initializer="zeros", trainable=False,
+                                           name="noise_draws")
         self.net = MLP(self.hidden_units, dim, activation="tanh")
         self.net.build((None, dim + 1 + (context_dim or 0)))
 
@@ -47,7 +49,9 @@ class FFJORD(FlowLayer):
                           trace_augmentation_fn=trace)
 
     def noise(self, shape, dtype, seed=None):
-        return keras.random.normal(shape, dtype=dtype, seed=self.noise_seed)
+        count = self.noise_draws.assign_add(1)
+        stateless_seed = tf.cast(tf.stack([tf.constant(self.seed, tf.int64), count]) % (2 ** 31 - 1), tf.int32)
+        return tf.random.stateless_normal(shape, stateless_seed, dtype=dtype)
 
     def get_config(self):
         return {**super().get_config(), "hidden_units": self.hidden_units, "rtol": self.rtol, "atol": self.atol,

@@ -54,8 +54,13 @@ class SylvesterBijector(tfb.Bijector):
 
 
 def upper_triangular(full, diag_raw):
-    """Strict upper part of ``full`` plus tanh(diag_raw) on the diagonal."""
-    return tf.linalg.set_diag(tf.linalg.band_part(full, 0, -1), tf.tanh(diag_raw))
+    """Strict upper part of ``full`` plus tanh(diag_raw) on the diagonal.
+
+    Written with constant masks rather than ``band_part``/``set_diag``, whose gradients build
+    zero tensors of dynamic shape that XLA (``jit_compile=True``) cannot compile."""
+    m = full.shape[-1]
+    strict = tf.constant(np.triu(np.ones((m, m), "float32"), 1))
+    return full * strict + tf.eye(m) * tf.tanh(diag_raw)[..., None, :]
 
 
 class _Sylvester(FlowLayer):
@@ -152,9 +157,10 @@ class HouseholderSylvester(_Sylvester):
             self.raw["q"].assign(np.random.default_rng(0).normal(size=self.q_shape(dim)).astype("float32"))
 
     def make_q(self, v):
-        dim = v.shape[-1]
-        q = tf.eye(dim, batch_shape=tf.shape(v)[:-2]) if v.shape.rank > 2 else tf.eye(dim)
-        for k in range(self.num_householder):
+        # H_1 = H_1ᵀ: reflecting the rows of I gives it, broadcast over any leading (event) axes of v
+        # without a dynamic-shape tf.eye, which XLA cannot compile
+        q = reflect(v[..., 0:1, :], tf.eye(v.shape[-1]))
+        for k in range(1, self.num_householder):
             # H_k applied to every column of q: reflect the rows of qᵀ
             q = tf.linalg.matrix_transpose(reflect(v[..., k:k + 1, :], tf.linalg.matrix_transpose(q)))
         return q

@@ -3,8 +3,8 @@
 * ``epoch_dataset``: batches of epoch e are a shuffle seeded by (seed, e), so an interrupted run that
   resumes at epoch k sees exactly the batches the uninterrupted run saw.
 * ``EpochCheckpoint``: after every epoch, the whole model (weights, optimizer state, the random
-  generators' state) goes to ``RUN/last.keras`` and the next epoch number to ``RUN/state.json``,
-  each written to a temporary file and renamed.
+  streams' counters) goes to ``RUN/last.keras`` and the next epoch number to ``RUN/state.json``, the
+  best so far by validation loss to ``RUN/best.keras``; each written to a temporary file and renamed.
 * ``StopOnNonFinite``: raises :class:`NonFiniteLossError` naming the epoch and step.
 * ``train(model, train, validation, run_dir, ...)``: compiles, adds the callbacks, resumes from
   ``RUN`` when a checkpoint is there (unless ``resume=False``), logs the history to ``RUN/history.csv``.
@@ -62,40 +62,85 @@ class StopOnNonFinite(keras.callbacks.Callback):
     def on_epoch_begin(self, epoch, logs=None):
         self.epoch = epoch
 
+    def on_train_batch_begin(self, batch, logs=None):
+        self.first = batch
+
     def on_train_batch_end(self, batch, logs=None):
         value = (logs or {}).get("loss")
         if value is not None and not np.isfinite(value):
             self.model.stop_training = True
-            raise NonFiniteLossError(f"training loss became {value} at epoch {self.epoch + 1}, step {batch + 1}; "
+            first = getattr(self, "first", batch)  # with steps_per_execution > 1 a group of steps ran
+            step = f"step {batch + 1}" if first == batch else f"steps {first + 1}-{batch + 1}"
+            raise NonFiniteLossError(f"training loss became {value} at epoch {self.epoch + 1}, {step}; "
                                      "lower the learning rate, enable clipnorm, or check the inputs for NaN/inf")
 
 
 class EpochCheckpoint(keras.callbacks.Callback):
-    def __init__(self, run_dir):
+    """After every epoch: the whole model to ``RUN/last.keras`` and the next epoch to ``RUN/state.json``;
+    when ``monitor`` (default ``val_loss``) improves, also ``RUN/best.keras``. Every file is written to
+    a temporary name and renamed, so an interruption never leaves a half-written checkpoint. The best
+    value so far is part of the state, so a resumed run keeps comparing against it."""
+
+    def __init__(self, run_dir, monitor="val_loss"):
         super().__init__()
-        self.run_dir = Path(run_dir)
+        self.run_dir, self.monitor = Path(run_dir), monitor
+        state = read_state(self.run_dir)
+        self.best = state.get("best", math.inf) if state.get("best") is not None else math.inf
+
+    def _save(self, name):
+        partial = self.run_dir / f".{name}.partial.keras"  # model.save insists on a .keras name
+        self.model.save(partial)
+        partial.replace(self.run_dir / f"{name}.keras")
 
     def on_epoch_end(self, epoch, logs=None):
         self.run_dir.mkdir(parents=True, exist_ok=True)
-        partial = self.run_dir / ".last.partial.keras"  # model.save insists on a .keras name
-        self.model.save(partial)
-        partial.replace(self.run_dir / "last.keras")
+        value = (logs or {}).get(self.monitor)
+        if value is not None and np.isfinite(value) and value < self.best:
+            self.best = float(value)
+            self._save("best")
+        self._save("last")
         with atomic_path(self.run_dir / "state.json") as tmp:
-            tmp.write_text(json.dumps({"epoch": epoch + 1}))
+            tmp.write_text(json.dumps({"epoch": epoch + 1, "best": None if math.isinf(self.best) else self.best,
+                                       "monitor": self.monitor}))
+
+
+def read_state(run_dir) -> dict:
+    path = Path(run_dir) / "state.json"
+    return json.loads(path.read_text()) if path.exists() else {}
 
 
 def resume_point(run_dir) -> tuple[keras.Model | None, int]:
     """(checkpointed model, next epoch) of ``run_dir``, or (None, 0) if there is none."""
     run_dir = Path(run_dir)
-    if not (run_dir / "last.keras").exists() or not (run_dir / "state.json").exists():
+    state = read_state(run_dir)
+    if not (run_dir / "last.keras").exists() or not state:
         return None, 0
-    state = json.loads((run_dir / "state.json").read_text())
     return keras.models.load_model(run_dir / "last.keras"), int(state["epoch"])
 
 
+def resolve_jit_compile(model, jit_compile="auto") -> bool:
+    """``"auto"``: XLA when every layer supports it (``layer.supports_jit``; FFJORD and the
+    autoregressive spline do not) and no ``tf.distribute`` strategy is active."""
+    if jit_compile != "auto":
+        return bool(jit_compile)
+    if tf.distribute.has_strategy():
+        return False
+    # Layer._flatten_layers is Keras' own recursive walk (what its "auto" uses); fall back to the top level
+    layers = model._flatten_layers() if hasattr(model, "_flatten_layers") else model.layers
+    return all(getattr(layer, "supports_jit", True) for layer in layers)
+
+
 def train(model, train_arrays, validation_arrays=None, run_dir=None, epochs=10, batch_size=256, seed=0,
-          learning_rate=1e-3, clipnorm=None, callbacks=(), resume=True, verbose="auto", shuffle=True):
-    """Fit ``model`` (or resume it from ``run_dir``) and return ``(model, history)``."""
+          learning_rate=1e-3, clipnorm=None, callbacks=(), resume=True, verbose="auto", shuffle=True,
+          jit_compile="auto", steps_per_execution=1):
+    """Fit ``model`` (or resume it from ``run_dir``) and return ``(model, history)``.
+
+    ``jit_compile``: compile the train step with XLA; ``"auto"`` does so whenever every layer supports
+    it (Keras' own ``"auto"`` never does on CPU, but there XLA trains our models 1.3–2.4× faster,
+    see ``docs/benchmarks.md``). ``steps_per_execution``: steps run per call into the graph; more cuts
+    the fixed cost per step (large gains at small batches), but callbacks, including the NaN guard,
+    then see the logs once per group of steps.
+    """
     initial_epoch = 0
     if run_dir is not None and resume:
         restored, initial_epoch = resume_point(run_dir)
@@ -103,13 +148,17 @@ def train(model, train_arrays, validation_arrays=None, run_dir=None, epochs=10, 
     if not model.built:
         model.build()
     if getattr(model, "optimizer", None) is None or initial_epoch == 0:
-        model.compile(optimizer=keras.optimizers.Adam(learning_rate, clipnorm=clipnorm))
+        model.compile(optimizer=keras.optimizers.Adam(learning_rate, clipnorm=clipnorm),
+                      jit_compile=resolve_jit_compile(model, jit_compile), steps_per_execution=steps_per_execution)
+    if initial_epoch >= epochs:  # the run in run_dir is already complete
+        done = keras.callbacks.History()
+        done.epoch, done.history = [], {}
+        return model, done
     data, steps = epoch_dataset(train_arrays, batch_size, seed, epochs, initial_epoch, shuffle)
     validation = None if validation_arrays is None else validation_dataset(validation_arrays, batch_size)
     extra = [StopOnNonFinite()]
     if run_dir is not None:
         Path(run_dir).mkdir(parents=True, exist_ok=True)
-    if run_dir is not None:
         extra += [EpochCheckpoint(run_dir), keras.callbacks.CSVLogger(str(Path(run_dir) / "history.csv"),
                                                                        append=initial_epoch > 0)]
     history = model.fit(data, epochs=epochs, initial_epoch=initial_epoch, steps_per_epoch=steps,

@@ -1,0 +1,231 @@
+"""From a configuration to a trained model in a run directory (``tfp-anomaly train``).
+
+Steps, each a function a user can call on its own:
+
+1. :func:`load_background`: read the ``data.background`` files (any registered event format, or the
+   LHCO high-level feature tables); events with truth label 1 are removed and counted, so labelled
+   files (LHCO R&D, ADC2021 with labels) can be named directly: training sees background only.
+2. :func:`prepare_data`: seeded train/val/test split, the object grid (events) or the feature matrix
+   (tables), and the scaler fitted on the *training* part only.
+3. :func:`build_model`: the model of ``model.type`` (a name of :data:`tfp_anomaly.models.MODELS`),
+   its options checked against the class signature, with the fitted scaler inside it.
+4. :func:`run`: train into ``RUN_DIR`` (``config.yaml``, ``data.json``, ``split.npz``,
+   ``last.keras`` + ``state.json`` after every epoch, ``best.keras``, ``history.csv``, ``model.keras``,
+   ``summary.json``), resuming an interrupted run of the same configuration.
+"""
+from __future__ import annotations
+
+import dataclasses
+import inspect
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+
+from . import config as config_lib
+from ._atomic import atomic_path
+from .data import ObjectGrid, Scaler, concatenate, formats, get_scaler, read_lhco_scalars, split_indices
+
+RUN_CONFIG = "config.yaml"
+
+
+@dataclasses.dataclass
+class Prepared:
+    """Model-ready arrays: ``parts[name]`` is ``{"x", "mask"}`` (events) or an (N, F) array (tables)."""
+
+    parts: dict
+    input_shape: tuple
+    scaler: Scaler
+    split: dict
+    report: dict
+
+
+def background_paths(config: dict) -> list[Path]:
+    data = config["data"]
+    files = data.get("background")
+    if not files:
+        raise config_lib.ConfigError("data.background: no background file given")
+    files = [files] if isinstance(files, str) else list(files)
+    root = Path(data["dir"]) if data.get("dir") else Path()
+    paths = [Path(f) if Path(f).is_absolute() else root / f for f in files]
+    for path in paths:
+        if not path.exists():
+            raise FileNotFoundError(f"data.background: file not found: {path}")
+    return paths
+
+
+def load_background(config: dict):
+    """(Events or FeatureTable of background only, report)."""
+    data = config["data"]
+    paths = background_paths(config)
+    file_formats = [formats.detect(p) if data["format"] == "auto" else formats.get(data["format"]) for p in paths]
+    kinds = {fmt.kind for fmt in file_formats}
+    if len(kinds) > 1:
+        raise ValueError(f"data.background mixes event files and feature tables: {[str(p) for p in paths]}")
+    if kinds == {"table"}:
+        table = read_lhco_scalars(paths, nonfinite=data["nonfinite"], **_table_options(data))
+        report = {"files": [str(p) for p in paths], "kind": "table", "reader": table.report, "columns": table.names}
+        keep = table.labels == 0
+    else:
+        parts = []
+        for path, fmt in zip(paths, file_formats):
+            options = {"on_error": data["on_error"]} if fmt.name == "darkmachines" else {}
+            parts.append(formats.read_events(path, fmt.name, **options).to_unit(data["unit"]))
+        table = concatenate(parts)
+        report = {"files": [str(p) for p in paths], "kind": "events", "unit": data["unit"],
+                  "skipped_lines": int(sum(p.meta.get("n_skipped", 0) for p in parts))}
+        keep = np.ones(len(table), bool) if table.label is None else table.label == 0
+    report["signal_events_removed"] = int((~keep).sum())
+    table = table[np.flatnonzero(keep)]
+    if data.get("max_events"):
+        table = table[np.arange(min(int(data["max_events"]), len(table)))]
+    report["background_events"] = len(table)
+    return table, report
+
+
+def _table_options(data: dict) -> dict:
+    return {"drop": data["features"]["drop"]} if data.get("features") and "drop" in data["features"] else {}
+
+
+def prepare_data(config: dict) -> Prepared:
+    table, report = load_background(config)
+    split = split_indices(len(table), config["split"]["fractions"], config["split"]["seed"])
+    if report["kind"] == "events":
+        grid = ObjectGrid.from_config(config.get("grid") or {"preset": "darkflow"})
+        x, mask, overflow = grid.transform(table, return_overflow=True)
+        report.update(grid=grid.get_config(), objects_beyond_caps=overflow)
+    else:
+        x, mask = table.features.astype(np.float32), None
+    scaler_options = dict(config["scaler"])
+    scaler = get_scaler(scaler_options.pop("name"), **scaler_options)
+    scaler.fit(x[split.train], None if mask is None else mask[split.train])
+    parts = {}
+    for name, index in split.parts().items():
+        parts[name] = x[index] if mask is None else {"x": x[index], "mask": mask[index]}
+    report["split"] = {name: len(index) for name, index in split.parts().items()}
+    if len(split.train) == 0 or len(split.val) == 0:
+        raise ValueError(f"split {config['split']['fractions']} of {len(table)} events leaves an empty "
+                         "training or validation part")
+    return Prepared(parts, tuple(x.shape[1:]), scaler, split.parts(), report)
+
+
+def model_class(config: dict):
+    from .models import MODELS
+
+    name = config["model"].get("type")
+    if name not in MODELS:
+        raise KeyError(f"model.type: unknown model {name!r}; available: {', '.join(sorted(MODELS))}")
+    return MODELS[name]
+
+
+def model_options(cls) -> set[str]:
+    """The keyword options of a model class, its own and those of the classes it extends."""
+    names = set()
+    for klass in cls.__mro__:
+        if "__init__" in vars(klass) and klass.__module__.startswith("tfp_anomaly"):
+            names |= {p for p, v in inspect.signature(klass.__init__).parameters.items()
+                      if v.kind is v.POSITIONAL_OR_KEYWORD and p not in ("self", "input_shape")}
+    return names
+
+
+def build_model(config: dict, input_shape, scaler_config: dict | None):
+    import keras
+
+    cls = model_class(config)
+    options = {k: v for k, v in config["model"].items() if k != "type"}
+    known = model_options(cls)
+    unknown = sorted(set(options) - known)
+    if unknown:
+        raise config_lib.ConfigError(f"model: unknown option {unknown[0]!r} for model type "
+                                     f"{config['model']['type']!r}; options: {', '.join(sorted(known))}")
+    seed = int(config["training"]["seed"])
+    keras.utils.set_random_seed(seed)  # weight initialisation
+    model = cls(tuple(input_shape), scaler=scaler_config, seed=seed, **options)
+    model.build()
+    return model
+
+
+def _callbacks(config: dict, run_dir: Path) -> list:
+    import keras
+
+    training, callbacks = config["training"], []
+    stopping = training.get("early_stopping")
+    if stopping:
+        options = {"monitor": "val_loss", "restore_best_weights": True,
+                   **({"patience": stopping} if isinstance(stopping, int) else stopping)}
+        callbacks.append(keras.callbacks.EarlyStopping(**options))
+    if training.get("tensorboard"):
+        callbacks.append(keras.callbacks.TensorBoard(log_dir=str(run_dir / "tensorboard")))
+    return callbacks
+
+
+#: options that may change between an interrupted run and its continuation (train longer, quieter)
+RESUMABLE_CHANGES = (("training", "epochs"), ("training", "verbose"))
+
+
+def _comparable(config: dict) -> dict:
+    config = config_lib.merge(config, {})
+    for section, key in RESUMABLE_CHANGES:
+        config.get(section, {}).pop(key, None)
+    return config
+
+
+def _claim_run_dir(run_dir: Path, config: dict, overwrite: bool) -> None:
+    """Write ``config.yaml``; refuse a directory that holds a run of a different configuration
+    (one that differs in more than :data:`RESUMABLE_CHANGES`) unless ``overwrite``."""
+    import shutil
+    import yaml
+
+    path = run_dir / RUN_CONFIG
+    if overwrite and path.exists():  # only ever delete what is recognisably a run directory
+        shutil.rmtree(run_dir)
+    elif path.exists() and _comparable(yaml.safe_load(path.read_text())) != _comparable(config):
+        raise config_lib.ConfigError(f"{run_dir} holds a run of a different configuration ({path}); "
+                                     "choose another --run-dir or pass --overwrite")
+    run_dir.mkdir(parents=True, exist_ok=True)
+    with atomic_path(path) as tmp:
+        tmp.write_text(config_lib.dump(config))
+
+
+def _write_json(path: Path, content) -> None:
+    with atomic_path(path) as tmp:
+        tmp.write_text(json.dumps(content, indent=2, default=str))
+
+
+def run(config: dict, run_dir, overwrite: bool = False, callbacks=()) -> dict:
+    """Train the configured model into ``run_dir`` and return the summary (also in ``summary.json``)."""
+    from .models.training import train
+
+    run_dir = Path(run_dir)
+    _claim_run_dir(run_dir, config, overwrite)
+    prepared = prepare_data(config)
+    _write_json(run_dir / "data.json", prepared.report)
+    with atomic_path(run_dir / "split.npz") as tmp:
+        with open(tmp, "wb") as handle:
+            np.savez(handle, **prepared.split)
+    model = build_model(config, prepared.input_shape, prepared.scaler.get_config())
+    training = config["training"]
+    start = time.perf_counter()
+    model, history = train(model, prepared.parts["train"], prepared.parts["val"], run_dir=run_dir,
+                           epochs=int(training["epochs"]), batch_size=int(training["batch_size"]),
+                           seed=int(training["seed"]), learning_rate=float(training["learning_rate"]),
+                           clipnorm=training["clipnorm"], verbose=training["verbose"],
+                           jit_compile=training["jit_compile"],
+                           steps_per_execution=int(training["steps_per_execution"]),
+                           callbacks=list(callbacks) + _callbacks(config, run_dir))
+    seconds = time.perf_counter() - start
+    partial = run_dir / ".model.partial.keras"
+    model.save(partial)
+    partial.replace(run_dir / "model.keras")
+    logs = {k: [float(v) for v in values] for k, values in history.history.items()}
+    from .models.training import read_state
+
+    summary = {"model": config["model"]["type"], "input_shape": list(prepared.input_shape),
+               "parameters": int(model.count_params()), "epochs_done": read_state(run_dir).get("epoch", 0),
+               "epochs_this_call": len(history.epoch),
+               "train_seconds": round(seconds, 2), "final": {k: v[-1] for k, v in logs.items() if v},
+               "best_val_loss": read_state(run_dir).get("best"),
+               "events": prepared.report["split"]}
+    _write_json(run_dir / "summary.json", summary)
+    return summary
