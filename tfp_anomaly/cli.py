@@ -4,6 +4,7 @@
     tfp-anomaly data inspect FILE [FILE ...] [--format F] [--unit GeV] [--on-error skip]
     tfp-anomaly data convert IN OUT [--format F] [--unit GeV] [--on-error skip] [--label 0|1]
     tfp-anomaly train CONFIG.yaml [--override key=value ...] [--run-dir DIR] [--overwrite] [--print-config]
+    tfp-anomaly generate --process P [P ...] (--events N | --mix N) [--selection S] [--seed S] --out FILE
     tfp-anomaly demo [--data-dir DIR] [--out DIR]
 
 Input errors (missing file, malformed line, unknown name) print one line naming file, line and
@@ -105,6 +106,23 @@ def cmd_train(args) -> int:
     return 0
 
 
+def cmd_generate(args) -> int:
+    from .data import write_darkmachines
+    from .data.generate.mixture import generate_many, mixture_counts
+
+    if (args.events is None) == (args.mix is None):
+        raise ValueError("give either --events N (per process) or --mix N (a total shared by cross section)")
+    start = time.perf_counter()
+    counts = ({p: args.events for p in args.process} if args.events is not None else
+              mixture_counts(args.process, args.mix, args.seed, args.selection, jobs=args.jobs))
+    if args.mix is not None:
+        print("mixture by accepted cross section: " + ", ".join(f"{p} {n:,}" for p, n in counts.items()))
+    events, _ = generate_many(counts, args.seed, args.selection, args.jobs, progress=args.progress)
+    write_darkmachines(events, args.out)
+    print(f"wrote {args.out}: {len(events):,} events in {time.perf_counter() - start:,.0f} s")
+    return 0
+
+
 def cmd_demo(args) -> int:
     """Until the model demo lands, show the data layer on the real fixtures."""
     data = Path(args.data_dir)
@@ -169,6 +187,19 @@ def build_parser() -> argparse.ArgumentParser:
                        help="replace a run directory that holds a run of a different configuration")
     train.add_argument("--print-config", action="store_true", help="print the resolved configuration and exit")
     train.set_defaults(func=cmd_train)
+
+    generate = commands.add_parser("generate", help="generate events with Pythia 8 and a fast detector simulation "
+                                   "(needs the 'generate' extra)")
+    generate.add_argument("--process", nargs="+", required=True, help="process cards (tfp_anomaly.data.generate.PROCESSES)")
+    generate.add_argument("--events", type=int, help="events passing the selection, per process")
+    generate.add_argument("--mix", type=int, help="total events shared between the processes by accepted cross section")
+    generate.add_argument("--selection", default="ht400", help="event selection (default: ht400)")
+    generate.add_argument("--seed", type=int, default=0)
+    generate.add_argument("--jobs", type=int, default=None, help="parallel workers (default: all cores); a large request is split into this many random "
+                          "streams, so fix it to reproduce a file")
+    generate.add_argument("--out", type=Path, required=True, help="Dark Machines CSV (.csv or .csv.gz), in MeV")
+    generate.add_argument("--no-progress", dest="progress", action="store_false")
+    generate.set_defaults(func=cmd_generate)
 
     demo = commands.add_parser("demo", help="the main job on the default data")
     demo.add_argument("--data-dir", default=str(DEFAULT_DATA_DIR))

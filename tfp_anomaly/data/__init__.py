@@ -14,6 +14,7 @@ from .formats import open_events, read_events
 from .lhco import FeatureTable, iter_lhco_raw, read_lhco_raw, read_lhco_scalars
 from .preprocessing import SCALERS, Scaler, get_scaler
 from .representation import FEATURES, PRESETS, ObjectGrid
+from .sample import load_sample
 from .splits import Split, split_background, split_indices
 
 
@@ -30,5 +31,5 @@ __all__ = [
     "iter_adc2021", "read_adc2021", "FeatureTable", "read_lhco_scalars", "iter_lhco_raw", "read_lhco_raw",
     "iter_cache", "read_cache", "write_cache", "open_events", "read_events", "available_formats",
     "ObjectGrid", "FEATURES", "PRESETS", "Scaler", "SCALERS", "get_scaler",
-    "Split", "split_indices", "split_background", "make_dataset",
+    "Split", "split_indices", "split_background", "make_dataset", "load_sample",
 ]

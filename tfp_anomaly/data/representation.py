@@ -28,6 +28,9 @@ FEATURES: dict[str, Callable] = {
     "sin_phi": lambda e, pt, eta, phi: np.sin(phi),
     "log_pt": lambda e, pt, eta, phi: np.log1p(pt),
     "log_E": lambda e, pt, eta, phi: np.log1p(e),
+    "px": lambda e, pt, eta, phi: pt * np.cos(phi),
+    "py": lambda e, pt, eta, phi: pt * np.sin(phi),
+    "pz": lambda e, pt, eta, phi: pt * np.sinh(eta),
 }
 
 PRESETS = {
