@@ -51,8 +51,7 @@ def _run(tasks, jobs: int, progress: bool) -> list:
     with concurrent.futures.ProcessPoolExecutor(max(1, min(jobs, len(tasks))), initializer=_share_counter,
                                                 initargs=(counter,)) as pool:
         futures = [pool.submit(_one, t) for t in tasks]
-        while not all(f.done() for f in futures):
-            concurrent.futures.wait(futures, timeout=1.0)
+        while concurrent.futures.wait(futures, timeout=1.0).not_done:
             if bar is not None:
                 bar.update(counter.value)
         if bar is not None:
