@@ -15,8 +15,8 @@ Steps, each a function a user can call on its own:
 """
 from __future__ import annotations
 
+import copy
 import dataclasses
-import inspect
 import json
 import time
 from pathlib import Path
@@ -25,6 +25,7 @@ import numpy as np
 
 from . import config as config_lib
 from ._atomic import atomic_path
+from ._signature import constructor_keywords
 from .data import ObjectGrid, Scaler, concatenate, formats, get_scaler, read_lhco_scalars, split_indices
 
 RUN_CONFIG = "config.yaml"
@@ -91,6 +92,9 @@ def _table_options(data: dict) -> dict:
 def prepare_data(config: dict) -> Prepared:
     table, report = load_background(config)
     split = split_indices(len(table), config["split"]["fractions"], config["split"]["seed"])
+    if len(split.train) == 0 or len(split.val) == 0:
+        raise ValueError(f"split {config['split']['fractions']} of {len(table)} events leaves an empty "
+                         "training or validation part")
     if report["kind"] == "events":
         grid = ObjectGrid.from_config(config.get("grid") or {"preset": "darkflow"})
         x, mask, overflow = grid.transform(table, return_overflow=True)
@@ -104,9 +108,6 @@ def prepare_data(config: dict) -> Prepared:
     for name, index in split.parts().items():
         parts[name] = x[index] if mask is None else {"x": x[index], "mask": mask[index]}
     report["split"] = {name: len(index) for name, index in split.parts().items()}
-    if len(split.train) == 0 or len(split.val) == 0:
-        raise ValueError(f"split {config['split']['fractions']} of {len(table)} events leaves an empty "
-                         "training or validation part")
     return Prepared(parts, tuple(x.shape[1:]), scaler, split.parts(), report)
 
 
@@ -119,14 +120,14 @@ def model_class(config: dict):
     return MODELS[name]
 
 
+#: constructor arguments set by the run itself, not by the ``model`` section
+SET_BY_RUN = {"input_shape", "seed", "scaler"}
+
+
 def model_options(cls) -> set[str]:
-    """The keyword options of a model class, its own and those of the classes it extends."""
-    names = set()
-    for klass in cls.__mro__:
-        if "__init__" in vars(klass) and klass.__module__.startswith("tfp_anomaly"):
-            names |= {p for p, v in inspect.signature(klass.__init__).parameters.items()
-                      if v.kind is v.POSITIONAL_OR_KEYWORD and p not in ("self", "input_shape")}
-    return names
+    """The options the ``model`` section may set: the class's keyword arguments (its own and its
+    bases'), less :data:`SET_BY_RUN` (``training.seed``, the scaler fitted on the training part)."""
+    return constructor_keywords(cls, package="tfp_anomaly") - SET_BY_RUN
 
 
 def build_model(config: dict, input_shape, scaler_config: dict | None):
@@ -165,7 +166,7 @@ RESUMABLE_CHANGES = (("training", "epochs"), ("training", "verbose"))
 
 
 def _comparable(config: dict) -> dict:
-    config = config_lib.merge(config, {})
+    config = copy.deepcopy(config)
     for section, key in RESUMABLE_CHANGES:
         config.get(section, {}).pop(key, None)
     return config

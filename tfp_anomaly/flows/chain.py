@@ -7,11 +7,10 @@ Keyword arguments given to :class:`FlowChain` go to every step whose constructor
 """
 from __future__ import annotations
 
-import inspect
-
 import keras
 import tensorflow_probability as tfp
 
+from .._signature import constructor_keywords
 from .base import REGISTRY, FlowLayer, per_event
 
 tfb = tfp.bijectors
@@ -32,10 +31,7 @@ def get(name: str, **kwargs) -> FlowLayer:
 
 
 def _accepted(cls, kwargs: dict) -> dict:
-    names = set()
-    for klass in cls.__mro__:
-        if "__init__" in vars(klass):
-            names |= set(inspect.signature(klass.__init__).parameters)
+    names = constructor_keywords(cls)
     return {k: v for k, v in kwargs.items() if k in names}
 
 

@@ -81,11 +81,10 @@ class EpochCheckpoint(keras.callbacks.Callback):
     a temporary name and renamed, so an interruption never leaves a half-written checkpoint. The best
     value so far is part of the state, so a resumed run keeps comparing against it."""
 
-    def __init__(self, run_dir, monitor="val_loss"):
+    def __init__(self, run_dir, monitor="val_loss", best=None):
         super().__init__()
         self.run_dir, self.monitor = Path(run_dir), monitor
-        state = read_state(self.run_dir)
-        self.best = state.get("best", math.inf) if state.get("best") is not None else math.inf
+        self.best = math.inf if best is None else float(best)
 
     def _save(self, name):
         partial = self.run_dir / f".{name}.partial.keras"  # model.save insists on a .keras name
@@ -159,7 +158,8 @@ def train(model, train_arrays, validation_arrays=None, run_dir=None, epochs=10, 
     extra = [StopOnNonFinite()]
     if run_dir is not None:
         Path(run_dir).mkdir(parents=True, exist_ok=True)
-        extra += [EpochCheckpoint(run_dir), keras.callbacks.CSVLogger(str(Path(run_dir) / "history.csv"),
+        best = read_state(run_dir).get("best") if initial_epoch > 0 else None  # a fresh run starts afresh
+        extra += [EpochCheckpoint(run_dir, best=best), keras.callbacks.CSVLogger(str(Path(run_dir) / "history.csv"),
                                                                        append=initial_epoch > 0)]
     history = model.fit(data, epochs=epochs, initial_epoch=initial_epoch, steps_per_epoch=steps,
                         validation_data=validation, callbacks=list(callbacks) + extra, verbose=verbose,

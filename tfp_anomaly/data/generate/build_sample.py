@@ -9,6 +9,7 @@ Writes gzip-compressed Dark Machines CSV files, ``manifest.json`` and ``README.m
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import platform
 import time
@@ -59,7 +60,7 @@ def build(out: Path, background: int, signal: int, seed: int, selection: str, jo
                                       "accepted": s.accepted, "sigma_pb": s.sigma_mb * 1e9,
                                       "sigma_error_pb": s.sigma_error_mb * 1e9, "efficiency": s.efficiency}
                           for s in stats_all},
-            "detector": {k: v for k, v in DetectorConfig().__dict__.items()}, "versions": versions(),
+            "detector": dataclasses.asdict(DetectorConfig()), "versions": versions(),
             "seconds": round(time.perf_counter() - start, 1)}
 
 

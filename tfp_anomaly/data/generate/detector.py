@@ -113,13 +113,13 @@ def _leptons_and_photons(particles, visible, pt, eta, phi, config):
     cuts = {11: ("e", config.electron_pt_min, config.electron_eta_max),
             13: ("m", config.muon_pt_min, config.muon_eta_max),
             22: ("g", config.photon_pt_min, config.photon_eta_max)}
-    found = []
+    found, visible_pt = [], np.where(visible, pt, 0.0)
     for i in np.flatnonzero(visible):
         pid = int(particles.pid[i])
         if abs(pid) not in cuts:
             continue
         code, pt_min, eta_max = cuts[abs(pid)]
-        if pt[i] > pt_min and abs(eta[i]) < eta_max and _isolated(i, np.where(visible, pt, 0.0), eta, phi, config):
+        if pt[i] > pt_min and abs(eta[i]) < eta_max and _isolated(i, visible_pt, eta, phi, config):
             # e-/mu- have positive PDG ids
             found.append((code if code == "g" else code + ("-" if pid > 0 else "+"), i))
     return found
