@@ -28,7 +28,7 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/parse_rate.py --events 500000 --markdown docs/benchmarks.md
 	$(BIN)/python benchmarks/flows.py --xla --markdown docs/benchmarks.md
 	$(BIN)/python benchmarks/train_speed.py --markdown docs/benchmarks.md
-	$(BIN)/python benchmarks/model_quality.py --markdown docs/benchmarks.md
+	$(BIN)/python benchmarks/lhco_quality.py --markdown docs/benchmarks.md
 
 clean:
 	rm -rf $(VENV) runs build *.egg-info .pytest_cache

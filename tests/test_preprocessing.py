@@ -58,7 +58,7 @@ def test_log_columns_save_load_and_errors(tmp_path):
     with pytest.raises(RuntimeError, match="not fitted"):
         get_scaler("standard").transform(x)
     with pytest.raises(KeyError, match="available: standard"):
-        get_scaler("quantile")
+        get_scaler("zscore")
 
 
 def test_constant_column_is_not_divided_by_zero():
@@ -76,3 +76,41 @@ def test_splits_are_seeded_disjoint_and_complete():
     assert not np.array_equal(split_indices(1003, seed=8).train, a.train)
     with pytest.raises(ValueError, match="sum"):
         split_indices(10, (0.5, 0.5, 0.5))
+
+
+def test_quantile_scaler_gaussianises_matches_its_keras_layer_and_keeps_tail_order(tmp_path):
+    from scipy.stats import kstest
+
+    from tfp_anomaly.data.preprocessing import QuantileScaler, Scaler
+    from tfp_anomaly.models import ScalerLayer
+
+    rng = np.random.default_rng(0)
+    # a heavy-tailed column, a discrete one (many ties, as jet multiplicities) and a constant-width one
+    train = np.c_[rng.lognormal(0.0, 1.5, 20_000), rng.poisson(3.0, 20_000), rng.uniform(-1, 1, 20_000)]
+    scaler = QuantileScaler(n_quantiles=500).fit(train)
+    fresh = np.c_[rng.lognormal(0.0, 1.5, 5000), rng.poisson(3.0, 5000), rng.uniform(-1, 1, 5000)]
+    out = scaler.transform(fresh)
+    assert kstest(out[:, 0], "norm").statistic < 0.03 and kstest(out[:, 2], "norm").statistic < 0.03
+    # a pile-up at the maximum (exp(-1) ≈ 37 % of events at 1.0) maps to the middle of its CDF band,
+    # Φ⁻¹(1 − 0.368/2) ≈ 0.90, not to the edge where it would look anomalous
+    piled = np.minimum(rng.exponential(1.0, 20_000), 1.0)[:, None]
+    pile = QuantileScaler(bounds="middle").fit(piled)
+    assert pile.transform(np.array([[1.0]]))[0, 0] == pytest.approx(0.90, abs=0.03)
+    np.testing.assert_allclose(ScalerLayer(pile.get_config())(np.array([[1.0], [0.0]], "float32")).numpy(),
+                               pile.transform(np.array([[1.0], [0.0]])), rtol=1e-4, atol=2e-4)
+    # by default (as scikit-learn) the bounds map to the edges, ±Φ⁻¹(1 − 1e-7) = ±5.2
+    edges = QuantileScaler().fit(piled)
+    np.testing.assert_allclose(edges.transform(np.array([[1.0], [0.0]]))[:, 0], [5.199, -5.199], atol=2e-3)
+    np.testing.assert_allclose(ScalerLayer(edges.get_config())(np.array([[1.0], [0.0]], "float32")).numpy(),
+                               edges.transform(np.array([[1.0], [0.0]])), rtol=1e-4, atol=2e-3)
+    # beyond the training range: ordered, finite, no clamp to a common edge, no linear blow-up
+    beyond = scaler.transform(np.array([[train[:, 0].max() * 2, 50.0, 5.0], [train[:, 0].max() * 4, 80.0, 9.0]]))
+    assert np.all(np.isfinite(beyond)) and np.all(beyond[1] > beyond[0]) and np.all(beyond[0] > 5.19)
+    assert scaler.transform(np.array([[-1.0, -5.0, -3.0]])).max() < -5.19
+    # the Keras layer gives the same numbers, ties included; the config round-trips
+    restored = Scaler.from_config(scaler.get_config())
+    probe = np.r_[fresh[:200], np.array([[1.0, 3.0, 0.0], [0.0, 0.0, -1.0]]), beyond].astype("float32")
+    layer = ScalerLayer(restored.get_config())
+    np.testing.assert_allclose(layer(probe).numpy(), scaler.transform(probe), rtol=1e-4, atol=2e-4)
+    with pytest.raises(ValueError, match="per_slot"):
+        QuantileScaler(per_slot=True)

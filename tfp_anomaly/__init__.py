@@ -1,5 +1,14 @@
 """tfp-anomaly: Keras 3 / TensorFlow Probability anomaly detection for LHC events.
 
-Importing the package is light: TensorFlow is imported only by the modules that need it.
+Importing the package is light: TensorFlow is imported only by the modules that need it;
+``tfp_anomaly.AnomalyDetector`` is resolved on first use.
 """
 __version__ = "0.1.0"
+
+
+def __getattr__(name):
+    if name == "AnomalyDetector":
+        from .detector import AnomalyDetector
+
+        return AnomalyDetector
+    raise AttributeError(f"module 'tfp_anomaly' has no attribute {name!r}")

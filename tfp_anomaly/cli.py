@@ -5,7 +5,9 @@
     tfp-anomaly data convert IN OUT [--format F] [--unit GeV] [--on-error skip] [--label 0|1]
     tfp-anomaly train CONFIG.yaml [--override key=value ...] [--run-dir DIR] [--overwrite] [--print-config]
     tfp-anomaly generate --process P [P ...] (--events N | --mix N) [--selection S] [--seed S] --out FILE
-    tfp-anomaly demo [--data-dir DIR] [--out DIR]
+    tfp-anomaly score RUN_DIR [RUN_DIR ...] [--methods M ...] [--signal FILE ...]
+    tfp-anomaly report RUN_DIR [RUN_DIR ...] --out DIR [--published CSV] [--channel C]
+    tfp-anomaly demo [--out DIR] [--quick] [--published CSV]
 
 Input errors (missing file, malformed line, unknown name) print one line naming file, line and
 field and exit with status 2; ``--debug`` shows the traceback instead.
@@ -123,29 +125,66 @@ def cmd_generate(args) -> int:
     return 0
 
 
-def cmd_demo(args) -> int:
-    """Until the model demo lands, show the data layer on the real fixtures."""
-    data = Path(args.data_dir)
-    fixtures = [data / "darkmachines" / "monojet_Zp2000.0_DM_50.0_chan3.csv",
-                data / "lhco_raw" / "events_anomalydetection_tiny.h5",
-                *sorted((data / "lhco_rnd_scalars").glob("scalars_*01.h5"))]
-    present = [f for f in fixtures if f.exists()]
-    print("tfp-anomaly demo: the model demo (train, score, report) arrives with the models and scoring\n"
-          "issues; until then this runs the data inspection on the real fixture files.\n")
-    if not present:
-        print(f"no fixture files under {data}; pass --data-dir DIR with the project's shared data", file=sys.stderr)
-        return 2
-    from .data.inspect import inspect_paths
+def cmd_score(args) -> int:
+    from .evaluate import score_run
 
-    print(inspect_paths(present))
-    csv = present[0]
-    if csv.suffix == ".csv":
-        out = Path(args.out) / (csv.stem + ".h5")
-        ns = argparse.Namespace(input=csv, output=out, format="darkmachines", unit=None, on_error="raise",
-                                label=None, chunk_size=100_000, progress=False)
-        print()
-        cmd_convert(ns)
+    signals = None
+    if args.signal:
+        from .evaluate import run_config
+        from .experiment import load_signals
+
+        config = run_config(Path(args.run_dirs[0]))
+        config["data"]["signals"] = {Path(f).name.split(".")[0]: f for f in args.signal}
+        config["data"]["dir"] = None
+        signals = load_signals(config, args.max_signal_events)
+    for run_dir in args.run_dirs:
+        result = score_run(run_dir, methods=args.methods if args.methods else "all", signals=signals,
+                           batch_size=args.batch_size, max_signal_events=args.max_signal_events,
+                           progress=args.progress)
+        print(f"{run_dir}: {len(result.methods)} scores ({', '.join(result.methods)}) of "
+              f"{len(next(iter(result.background.values()))):,} test background events and "
+              f"{', '.join(f'{n} ({len(next(iter(s.values()))):,})' for n, s in result.signals.items())} "
+              f"-> {Path(run_dir) / 'scores.h5'}")
     return 0
+
+
+def print_summary(table) -> None:
+    from .report.tables import best_per_model, summary_table
+
+    print(summary_table(best_per_model(table)).to_string(index=False, float_format=lambda v: f"{v:.3g}"))
+
+
+def cmd_report(args) -> int:
+    from .report import ScoredRun, write_report
+
+    runs = [ScoredRun.load(Path(d) / "scores.h5") for d in args.run_dirs]
+    result = write_report(runs, args.out, published=args.published, channel=args.channel,
+                          bootstrap=args.bootstrap)
+    print_summary(result["table"])
+    print(f"report: {Path(args.out) / 'report.html'} (and report.md, comparison.csv, darkmachines.csv)")
+    return 0
+
+
+def cmd_demo(args) -> int:
+    """Train, score and compare six models on the embedded sample; write the report."""
+    import warnings
+
+    from .demo import print_result, run_demo
+    from .report.metrics import LowStatisticsWarning
+
+    published = args.published or _default_anchor(Path(args.data_dir))
+    print(f"tfp-anomaly demo{' --quick' if args.quick else ''}: 6 models on the embedded Pythia 8 sample -> {args.out}")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", LowStatisticsWarning)  # flagged in the report itself
+        result = run_demo(args.out, quick=args.quick, published=published)
+    print()
+    print_result(result, args.out)
+    return 0
+
+
+def _default_anchor(data_dir: Path):
+    path = data_dir / "anchors" / "darkmachines_challenge_ConvVAE_and_Flows.csv"
+    return path if path.exists() else None
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -201,9 +240,31 @@ def build_parser() -> argparse.ArgumentParser:
     generate.add_argument("--no-progress", dest="progress", action="store_false")
     generate.set_defaults(func=cmd_generate)
 
-    demo = commands.add_parser("demo", help="the main job on the default data")
-    demo.add_argument("--data-dir", default=str(DEFAULT_DATA_DIR))
+    score = commands.add_parser("score", help="score trained runs: every applicable method, test background and signals")
+    score.add_argument("run_dirs", nargs="+", help="run directories of tfp-anomaly train")
+    score.add_argument("--methods", nargs="+", default=None,
+                       help="scoring methods (default: all that apply), e.g. mse mahalanobis mse+mahalanobis")
+    score.add_argument("--signal", nargs="+", default=None, metavar="FILE",
+                       help="signal files (default: the configuration's data.signals)")
+    score.add_argument("--max-signal-events", type=int, default=None)
+    score.add_argument("--batch-size", type=int, default=4096)
+    score.add_argument("--no-progress", dest="progress", action="store_false")
+    score.set_defaults(func=cmd_score)
+
+    report = commands.add_parser("report", help="compare scored runs: tables, plots, HTML/Markdown/CSV")
+    report.add_argument("run_dirs", nargs="+", help="run directories holding scores.h5")
+    report.add_argument("--out", required=True, help="report directory")
+    report.add_argument("--published", default=None, help="published results CSV (Signal,Model,Chan,AUC,1e-2,1e-3,1e-4)")
+    report.add_argument("--channel", default="sample", help="the Chan value of the Dark Machines rows")
+    report.add_argument("--bootstrap", type=int, default=100, help="bootstrap resamples for the uncertainties")
+    report.set_defaults(func=cmd_report)
+
+    demo = commands.add_parser("demo", help="the main job: train, score and compare six models on the embedded sample")
     demo.add_argument("--out", default="runs/demo")
+    demo.add_argument("--quick", action="store_true", help="fewer events and epochs: the whole chain in minutes")
+    demo.add_argument("--published", default=None, help="published results CSV to compare with "
+                      "(default: the Dark Machines anchor table in --data-dir when present)")
+    demo.add_argument("--data-dir", default=str(DEFAULT_DATA_DIR), help="the shared data folder (for the anchor table)")
     demo.set_defaults(func=cmd_demo)
     return parser
 

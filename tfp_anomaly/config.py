@@ -19,7 +19,7 @@ import yaml
 
 #: the allowed keys of each section (``None``: checked elsewhere, e.g. against a model's signature)
 SECTIONS: dict[str, set | None] = {
-    "data": {"dir", "background", "format", "unit", "max_events", "on_error", "features", "nonfinite"},
+    "data": {"dir", "background", "signals", "format", "unit", "max_events", "on_error", "features", "nonfinite"},
     "grid": {"blocks", "met_row", "features", "preset"},
     "scaler": {"name", "log_columns", "per_slot"},
     "split": {"fractions", "seed"},

@@ -3,8 +3,10 @@
 Steps, each a function a user can call on its own:
 
 1. :func:`load_background`: read the ``data.background`` files (any registered event format, or the
-   LHCO high-level feature tables); events with truth label 1 are removed and counted, so labelled
-   files (LHCO R&D, ADC2021 with labels) can be named directly: training sees background only.
+   LHCO high-level feature tables; ``sample`` is the embedded Pythia 8 background); events with truth
+   label 1 are removed and counted, so labelled files (LHCO R&D, ADC2021 with labels) can be named
+   directly: training sees background only. :func:`load_signals` reads ``data.signals`` (for scoring)
+   and :func:`model_input` turns either into the model's input.
 2. :func:`prepare_data`: seeded train/val/test split, the object grid (events) or the feature matrix
    (tables), and the scaler fitted on the *training* part only.
 3. :func:`build_model`: the model of ``model.type`` (a name of :data:`tfp_anomaly.models.MODELS`),
@@ -26,7 +28,8 @@ import numpy as np
 from . import config as config_lib
 from ._atomic import atomic_path
 from ._signature import constructor_keywords
-from .data import ObjectGrid, Scaler, concatenate, formats, get_scaler, read_lhco_scalars, split_indices
+from .data import ObjectGrid, Scaler, concatenate, formats, get_scaler, load_sample, read_lhco_scalars, split_indices
+from .data.sample import manifest as sample_manifest
 
 RUN_CONFIG = "config.yaml"
 
@@ -42,47 +45,100 @@ class Prepared:
     report: dict
 
 
-def background_paths(config: dict) -> list[Path]:
-    data = config["data"]
-    files = data.get("background")
-    if not files:
-        raise config_lib.ConfigError("data.background: no background file given")
+#: ``data.background`` / ``data.signals`` value naming the embedded Pythia sample (tfp_anomaly.data.load_sample)
+SAMPLE = "sample"
+
+
+def _resolve(config: dict, files, key: str) -> list[Path]:
     files = [files] if isinstance(files, str) else list(files)
-    root = Path(data["dir"]) if data.get("dir") else Path()
+    root = Path(config["data"]["dir"]) if config["data"].get("dir") else Path()
     paths = [Path(f) if Path(f).is_absolute() else root / f for f in files]
     for path in paths:
         if not path.exists():
-            raise FileNotFoundError(f"data.background: file not found: {path}")
+            raise FileNotFoundError(f"{key}: file not found: {path}")
     return paths
+
+
+def background_paths(config: dict) -> list[Path]:
+    files = config["data"].get("background")
+    if not files:
+        raise config_lib.ConfigError("data.background: no background file given")
+    return _resolve(config, files, "data.background")
+
+
+def read_files(config: dict, paths: list[Path], key: str):
+    """(Events or FeatureTable, report) of ``paths`` read with the ``data`` section's options; one kind only."""
+    data = config["data"]
+    file_formats = [formats.detect(p) if data["format"] == "auto" else formats.get(data["format"]) for p in paths]
+    kinds = {fmt.kind for fmt in file_formats}
+    if len(kinds) > 1:
+        raise ValueError(f"{key} mixes event files and feature tables: {[str(p) for p in paths]}")
+    if kinds == {"table"}:
+        table = read_lhco_scalars(paths, nonfinite=data["nonfinite"], **_table_options(data))
+        return table, {"files": [str(p) for p in paths], "kind": "table", "reader": table.report,
+                       "columns": table.names}
+    parts = []
+    for path, fmt in zip(paths, file_formats):
+        options = {"on_error": data["on_error"]} if fmt.name == "darkmachines" else {}
+        parts.append(formats.read_events(path, fmt.name, **options).to_unit(data["unit"]))
+    table = concatenate(parts)
+    return table, {"files": [str(p) for p in paths], "kind": "events", "unit": data["unit"],
+                   "skipped_lines": int(sum(p.meta.get("n_skipped", 0) for p in parts))}
+
+
+def _labels(table):
+    return table.labels if hasattr(table, "labels") else table.label
 
 
 def load_background(config: dict):
     """(Events or FeatureTable of background only, report)."""
     data = config["data"]
-    paths = background_paths(config)
-    file_formats = [formats.detect(p) if data["format"] == "auto" else formats.get(data["format"]) for p in paths]
-    kinds = {fmt.kind for fmt in file_formats}
-    if len(kinds) > 1:
-        raise ValueError(f"data.background mixes event files and feature tables: {[str(p) for p in paths]}")
-    if kinds == {"table"}:
-        table = read_lhco_scalars(paths, nonfinite=data["nonfinite"], **_table_options(data))
-        report = {"files": [str(p) for p in paths], "kind": "table", "reader": table.report, "columns": table.names}
-        keep = table.labels == 0
+    if data.get("background") == SAMPLE:
+        table = load_sample("background", unit=data["unit"])
+        report = {"files": ["embedded sample: background"], "kind": "events", "unit": data["unit"], "skipped_lines": 0}
     else:
-        parts = []
-        for path, fmt in zip(paths, file_formats):
-            options = {"on_error": data["on_error"]} if fmt.name == "darkmachines" else {}
-            parts.append(formats.read_events(path, fmt.name, **options).to_unit(data["unit"]))
-        table = concatenate(parts)
-        report = {"files": [str(p) for p in paths], "kind": "events", "unit": data["unit"],
-                  "skipped_lines": int(sum(p.meta.get("n_skipped", 0) for p in parts))}
-        keep = np.ones(len(table), bool) if table.label is None else table.label == 0
+        table, report = read_files(config, background_paths(config), "data.background")
+    labels = _labels(table)
+    keep = np.ones(len(table), bool) if labels is None else labels == 0
     report["signal_events_removed"] = int((~keep).sum())
     table = table[np.flatnonzero(keep)]
     if data.get("max_events"):
         table = table[np.arange(min(int(data["max_events"]), len(table)))]
     report["background_events"] = len(table)
     return table, report
+
+
+def load_signals(config: dict, max_events: int | None = None) -> dict:
+    """``{name: Events or FeatureTable}`` of ``data.signals``: ``sample`` (the embedded signals, one per
+    process), a mapping name → file(s), or a list of files (named by file stem). Labelled files give
+    their label-1 events only. An empty dict when none are configured."""
+    spec = config["data"].get("signals")
+    if not spec:
+        return {}
+    if spec == SAMPLE:
+        names = [n for n, e in sample_manifest()["files"].items() if e["kind"] == "signal"]
+        signals = {n: load_sample(n, unit=config["data"]["unit"]) for n in names}
+    else:
+        mapping = spec if isinstance(spec, dict) else {Path(f).name.split(".")[0]: f for f in
+                                                       ([spec] if isinstance(spec, str) else spec)}
+        signals = {}
+        for name, files in mapping.items():
+            table, _ = read_files(config, _resolve(config, files, f"data.signals.{name}"), f"data.signals.{name}")
+            labels = _labels(table)
+            signals[str(name)] = table if labels is None or not labels.any() else table[np.flatnonzero(labels == 1)]
+    if max_events:
+        signals = {n: t[np.arange(min(int(max_events), len(t)))] for n, t in signals.items()}
+    return signals
+
+
+def model_input(config: dict, table):
+    """The model's input for events or tables read with this configuration: ``{"x", "mask"}`` on the
+    configured object grid, or the (N, F) feature matrix."""
+    if hasattr(table, "features"):
+        return table.features.astype(np.float32)
+    grid = ObjectGrid.from_config(config.get("grid") or {"preset": "darkflow"})
+    x, mask = grid.transform(table)
+    return {"x": x, "mask": mask}
 
 
 def _table_options(data: dict) -> dict:
@@ -100,7 +156,7 @@ def prepare_data(config: dict) -> Prepared:
         x, mask, overflow = grid.transform(table, return_overflow=True)
         report.update(grid=grid.get_config(), objects_beyond_caps=overflow)
     else:
-        x, mask = table.features.astype(np.float32), None
+        x, mask = model_input(config, table), None
     scaler_options = dict(config["scaler"])
     scaler = get_scaler(scaler_options.pop("name"), **scaler_options)
     scaler.fit(x[split.train], None if mask is None else mask[split.train])

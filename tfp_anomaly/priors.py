@@ -46,6 +46,15 @@ def get_prior(prior, dim: int, **kwargs) -> tfd.Distribution:
     return builder(int(dim), **kwargs)
 
 
+#: priors whose log-density ranks points (not constant on the support, defined in R^d): the
+#: ``latent_logp`` score uses them; uniform and ball are flat inside, the exact sphere has no density
+INFORMATIVE_DENSITY = {"gaussian", "ring", "mixture", "laplace", "student_t"}
+
+
+def has_informative_density(name: str) -> bool:
+    return name in INFORMATIVE_DENSITY
+
+
 def log_unit_sphere_area(dim: int) -> float:
     """log S_{d−1}, S_{d−1} = 2 π^{d/2} / Γ(d/2): the area of the unit sphere in ℝ^d."""
     return math.log(2.0) + 0.5 * dim * math.log(math.pi) - math.lgamma(0.5 * dim)

@@ -73,6 +73,22 @@ class Autoencoder(keras.Model):
         x, mask = self.scaled(inputs)
         return self.reconstruction.loss(x, out, mask)
 
+    def reconstruction_terms(self, inputs, out) -> dict:
+        """The model's own reconstruction loss, the masked MSE of its point reconstruction, the mean
+        square of the scaled input itself (``input_norm``) and, on object matrices, the Chamfer distance
+        between input and reconstructed rows; all on scaled features."""
+        x, mask = self.scaled(inputs)
+        point = self.reconstruction.point(out)
+        mse = losses.MaskedMSE()
+        terms = {"reconstruction": self.reconstruction.loss(x, out, mask), "mse": mse.loss(x, point, mask),
+                 "input_norm": mse.loss(x, tf.zeros_like(x), mask)}
+        if len(self.event_shape) == 2:
+            terms["chamfer"] = losses.chamfer_distance(x, point)  # padded slots are zero rows (losses.Chamfer)
+        return terms
+
+    def score_terms(self, inputs, seed) -> dict:
+        raise NotImplementedError
+
     def report(self, values: dict):
         for name, value in values.items():
             self.trackers[name].update_state(value)

@@ -29,11 +29,24 @@ class SWAE(Autoencoder):
         self.z_head = keras.layers.Dense(self.latent_dim, name="z")
         self.z_head.build((None, self.encoder.output_shape[-1]))
 
-    def call(self, inputs, training=None):
+    def encode(self, inputs, training=None):
         x, _ = self.scaled(inputs)
-        z = self.z_head(self.encoder(x, training=training))
+        return self.z_head(self.encoder(x, training=training))
+
+    def call(self, inputs, training=None):
+        z = self.encode(inputs, training=training)
         out = self.decoder(z, training=training)
         return {"out": out, "reconstruction": self.reconstruction.point(out), "z": z}
+
+    def score_terms(self, inputs, seed=None) -> dict:
+        """Per-event quantities for :mod:`tfp_anomaly.scoring` (deterministic): the reconstruction
+        terms, ``encoding`` = ``latent`` = z and, when the prior has an informative density
+        (:func:`tfp_anomaly.priors.has_informative_density`), ``log_prior`` = log p(z)."""
+        z = self.encode(inputs, training=False)
+        terms = {**self.reconstruction_terms(inputs, self.decoder(z, training=False)), "encoding": z, "latent": z}
+        if isinstance(self.prior_name, str) and priors.has_informative_density(self.prior_name):
+            terms["log_prior"] = self.prior.log_prob(z)
+        return terms
 
     def sliced_wasserstein(self, z):
         target = tf.cast(self.prior.sample(tf.shape(z)[0], seed=self.next_seed()), z.dtype)

@@ -47,18 +47,46 @@ class VAE(Autoencoder):
         if self.flow is not None:
             self.flow.build((None, self.latent_dim), (None, hidden))
 
-    def call(self, inputs, training=None):
+    def encode(self, inputs, training=None):
+        """(h, μ, log σ²): the encoder's hidden vector and the Gaussian posterior q(z_0|x)."""
         x, _ = self.scaled(inputs)
         h = self.encoder(x, training=training)
-        mu = self.mu_head(h)
-        log_var = tf.clip_by_value(self.log_var_head(h), *LOG_VAR_RANGE)
-        z0 = mu + tf.exp(0.5 * log_var) * tf.random.stateless_normal(tf.shape(mu), self.next_seed())
-        z, log_det = z0, tf.zeros_like(mu[:, 0])
-        if self.flow is not None:
-            z, log_det = self.flow(z0, context=h, training=training)
-        out = self.decoder(z, training=training)
-        return {"out": out, "reconstruction": self.reconstruction.point(out), "mu": mu, "log_var": log_var,
-                "z0": z0, "z": z, "log_det": log_det}
+        return h, self.mu_head(h), tf.clip_by_value(self.log_var_head(h), *LOG_VAR_RANGE)
+
+    def push(self, z0, h, training=None):
+        """(z_K, Σ log|det J|): z_0 through the posterior flow (the identity without one)."""
+        if self.flow is None:
+            return z0, tf.zeros_like(z0[:, 0])
+        return self.flow(z0, context=h, training=training)
+
+    def posterior_sample(self, h, mu, log_var, seed, training=None) -> dict:
+        z0 = mu + tf.exp(0.5 * log_var) * tf.random.stateless_normal(tf.shape(mu), seed)
+        z, log_det = self.push(z0, h, training=training)
+        return {"mu": mu, "log_var": log_var, "z0": z0, "z": z, "log_det": log_det}
+
+    def call(self, inputs, training=None):
+        h, mu, log_var = self.encode(inputs, training=training)
+        y = self.posterior_sample(h, mu, log_var, self.next_seed(), training=training)
+        out = self.decoder(y["z"], training=training)
+        return {"out": out, "reconstruction": self.reconstruction.point(out), **y}
+
+    def score_terms(self, inputs, seed) -> dict:
+        """Per-event quantities for :mod:`tfp_anomaly.scoring`, deterministic given ``seed``.
+
+        The reconstruction is decoded from the posterior mean pushed through the flow, z = f(μ);
+        the KL is the closed form without a flow and the single-sample flow estimate (drawn with
+        ``seed``) with one; ``total_loss`` = reconstruction loss + β·KL; ``rz`` = Σ μ²/σ²;
+        ``encoding`` = μ; ``latent`` = f(μ); ``log_prior`` = log N(f(μ); 0, I).
+        """
+        h, mu, log_var = self.encode(inputs, training=False)
+        latent, _ = self.push(mu, h, training=False)
+        out = self.decoder(latent, training=False)
+        kl = self.kl(self.posterior_sample(h, mu, log_var, seed, training=False))
+        terms = self.reconstruction_terms(inputs, out)
+        zero = tf.zeros_like(latent)
+        return {**terms, "kl": kl, "total_loss": terms["reconstruction"] + self.beta * kl,
+                "rz": tf.reduce_sum(tf.square(mu) * tf.exp(-log_var), axis=-1), "encoding": mu, "latent": latent,
+                "log_prior": losses.diagonal_gaussian_log_prob(latent, zero, zero)}
 
     def kl(self, y):
         if self.flow is None or self.darkflow_compat:
