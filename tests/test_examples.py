@@ -40,3 +40,12 @@ def test_compare_flows_covers_the_flow_families_it_names():
 def test_lhco_example_says_what_is_missing(tmp_path, capsys):
     assert _load("lhco").main(["--data-dir", str(tmp_path)]) == 2
     assert "no LHCO R&D feature files" in capsys.readouterr().err
+
+
+def test_tune_vae_searches_and_scores_the_best_model(tmp_path, capsys):
+    args = ["--trials", "1", "--epochs", "1", "--max-events", "1500", "--out", str(tmp_path)]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        assert _load("tune_vae").main(args) == 0
+    assert (tmp_path / "best" / "scores.h5").exists() and (tmp_path / "report" / "report.html").exists()
+    assert len(pd.read_csv(tmp_path / "trials.csv")) == 1 and "search_report.html" in capsys.readouterr().out

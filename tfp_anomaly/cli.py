@@ -5,6 +5,7 @@
     tfp-anomaly data convert IN OUT [--format F] [--unit GeV] [--on-error skip] [--label 0|1]
     tfp-anomaly train CONFIG.yaml [--override key=value ...] [--run-dir DIR] [--overwrite] [--print-config]
     tfp-anomaly generate --process P [P ...] (--events N | --mix N) [--selection S] [--seed S] --out FILE
+    tfp-anomaly tune SEARCH.yaml [--out DIR] [--overwrite] [--role chief|worker --oracle HOST:PORT]
     tfp-anomaly score RUN_DIR [RUN_DIR ...] [--methods M ...] [--signal FILE ...]
     tfp-anomaly report RUN_DIR [RUN_DIR ...] --out DIR [--published CSV] [--channel C]
     tfp-anomaly demo [--out DIR] [--quick] [--published CSV]
@@ -125,6 +126,28 @@ def cmd_generate(args) -> int:
     return 0
 
 
+def cmd_tune(args) -> int:
+    from . import config as config_lib
+
+    try:
+        from tuning.search import run_search, set_role
+    except ImportError as err:
+        raise ImportError(f"the tuning package is not importable ({err}); install tfp-anomaly from its repository") from None
+    config = config_lib.load_config(args.config, args.override)
+    set_role(args.role, args.oracle, args.tuner_id)
+    out = Path(args.out) if args.out else Path("runs") / f"search_{Path(args.config).stem}"
+    result = run_search(config, out, overwrite=args.overwrite, verbose=args.verbose)
+    if result is None:
+        print(f"worker {args.tuner_id or ''} done; the chief writes the results into {out}")
+        return 0
+    print(result["table"].head(10).to_string(index=False, float_format=lambda v: f"{v:.4g}"))
+    print(f"best trial {result['trial_id']}: {result['objective_name']} {result['objective']:.4g} "
+          f"({result['completed']} of {result['trials']} trials completed)\n"
+          f"best model: {result['best_dir']} (tfp-anomaly score {result['best_dir']}); "
+          f"trials: {out / 'trials.csv'}; report: {out / 'search_report.html'}")
+    return 0
+
+
 def cmd_score(args) -> int:
     from .evaluate import score_run
 
@@ -239,6 +262,17 @@ def build_parser() -> argparse.ArgumentParser:
     generate.add_argument("--out", type=Path, required=True, help="Dark Machines CSV (.csv or .csv.gz), in MeV")
     generate.add_argument("--no-progress", dest="progress", action="store_false")
     generate.set_defaults(func=cmd_generate)
+
+    tune = commands.add_parser("tune", help="Keras Tuner search over a YAML search space (one machine or chief/workers)")
+    tune.add_argument("config", type=Path)
+    tune.add_argument("--override", "-o", nargs="+", action="extend", default=[], metavar="KEY=VALUE")
+    tune.add_argument("--out", default=None, help="search directory (default runs/search_<config name>); a rerun resumes it")
+    tune.add_argument("--overwrite", action="store_true", help="start the search afresh, deleting its trials")
+    tune.add_argument("--role", choices=["chief", "worker"], default=None, help="distributed search: this process's role")
+    tune.add_argument("--oracle", default=None, metavar="HOST:PORT", help="the chief's address (with --role)")
+    tune.add_argument("--tuner-id", default=None, help="a worker's unique name (default worker-<pid>)")
+    tune.add_argument("--verbose", type=int, default=0, help="Keras progress output per trial (0, 1, 2)")
+    tune.set_defaults(func=cmd_tune)
 
     score = commands.add_parser("score", help="score trained runs: every applicable method, test background and signals")
     score.add_argument("run_dirs", nargs="+", help="run directories of tfp-anomaly train")

@@ -26,6 +26,7 @@ SECTIONS: dict[str, set | None] = {
     "model": None,
     "training": {"epochs", "batch_size", "learning_rate", "clipnorm", "seed", "early_stopping", "tensorboard",
                  "verbose", "jit_compile", "steps_per_execution"},
+    "search": None,  # checked by tuning.search (tfp-anomaly tune); ignored by tfp-anomaly train
 }
 
 DEFAULTS = {

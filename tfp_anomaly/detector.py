@@ -84,6 +84,8 @@ class AnomalyDetector(BaseEstimator):
     def _model(self, X):
         import keras
 
+        from . import models  # noqa: F401 (registers the model classes with Keras before loading)
+
         if isinstance(self.model, keras.Model):
             return self.model, None
         if isinstance(self.model, (str, Path)):
@@ -146,6 +148,8 @@ class AnomalyDetector(BaseEstimator):
     @classmethod
     def load(cls, directory) -> "AnomalyDetector":
         import keras
+
+        from . import models  # noqa: F401 (registers the model classes with Keras before loading)
 
         directory = Path(directory)
         path = directory / "detector.json"

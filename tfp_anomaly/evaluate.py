@@ -23,6 +23,8 @@ from .scoring import Scorer
 def load_run_model(run_dir: Path):
     import keras
 
+    from . import models  # noqa: F401 (registers the model classes with Keras before loading)
+
     path = run_dir / "model.keras"
     if not path.exists():
         raise FileNotFoundError(f"{run_dir}: no model.keras (train the run to the end first: tfp-anomaly train)")

@@ -23,6 +23,16 @@ def _plt():
     return plt
 
 
+def panel_grid(n: int, max_cols: int, width: float, height: float):
+    """(figure, the first n axes) of a grid of n panels, max_cols wide; unused panels hidden."""
+    cols = min(max_cols, n)
+    rows = -(-n // cols)
+    fig, axes = _plt().subplots(rows, cols, figsize=(width * cols, height * rows), squeeze=False)
+    for ax in axes.ravel()[n:]:
+        ax.axis("off")
+    return fig, list(axes.ravel()[:n])
+
+
 def png(figure, dpi: int = 90) -> bytes:
     buffer = io.BytesIO()
     figure.savefig(buffer, format="png", dpi=dpi, bbox_inches="tight")
@@ -80,12 +90,9 @@ def roc_by_method(run, signals=None):
 def score_histograms(run, methods=None):
     """Distributions of each method's score: background against every signal (densities, log scale),
     on common bins from the 0.1 % to the 99.9 % quantile of all scores."""
-    plt = _plt()
     methods = list(methods or run.methods)
-    cols = min(4, len(methods))
-    rows = -(-len(methods) // cols)
-    fig, axes = plt.subplots(rows, cols, figsize=(4 * cols, 3 * rows), squeeze=False)
-    for ax, method in zip(axes.ravel(), methods):
+    fig, axes = panel_grid(len(methods), 4, 4.0, 3.0)
+    for ax, method in zip(axes, methods):
         samples = {"background": run.background[method], **{s: v[method] for s, v in run.signals.items()}}
         every = np.concatenate(list(samples.values()))
         bins = np.linspace(*np.quantile(every, [0.001, 0.999]), 50)
@@ -94,9 +101,7 @@ def score_histograms(run, methods=None):
                     alpha=0.35 if not k else 1.0, lw=1.2, label=label, color="0.5" if not k else None)
         ax.set_yscale("log")
         ax.set_title(method, fontsize=9)
-    for ax in axes.ravel()[len(methods):]:
-        ax.axis("off")
-    axes[0][0].legend(fontsize=7)
+    axes[0].legend(fontsize=7)
     fig.suptitle(f"{run.name}: scores (higher = more anomalous)", fontsize=10)
     fig.tight_layout()
     return fig
@@ -124,14 +129,11 @@ def latent_pairs(run, seed: int = 0):
 
 def training_curves(runs):
     """Training and validation loss per epoch, one panel per model."""
-    plt = _plt()
     runs = [r for r in runs if r.history]
     if not runs:
         return None
-    cols = min(3, len(runs))
-    rows = -(-len(runs) // cols)
-    fig, axes = plt.subplots(rows, cols, figsize=(4.5 * cols, 3 * rows), squeeze=False)
-    for ax, run in zip(axes.ravel(), runs):
+    fig, axes = panel_grid(len(runs), 3, 4.5, 3.0)
+    for ax, run in zip(axes, runs):
         for key in ("loss", "val_loss"):
             if key in run.history:
                 values = run.history[key]
@@ -140,7 +142,5 @@ def training_curves(runs):
         ax.set_xlabel("epoch")
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7)
-    for ax in axes.ravel()[len(runs):]:
-        ax.axis("off")
     fig.tight_layout()
     return fig
