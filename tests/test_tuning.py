@@ -49,7 +49,7 @@ def test_space_errors_name_the_key_and_conditions_follow_their_parent():
         check_space({"model.lam": {"float": [0.1, 1.0], "int": [1, 2]}})
     with pytest.raises(SearchSpaceError, match="model.lam: unknown option 'smapling'"):
         check_space({"model.lam": {"float": [0.1, 1.0], "smapling": "log"}})
-    with pytest.raises(SearchSpaceError, match="'when' must name other parameters"):
+    with pytest.raises(SearchSpaceError, match="'when' must name one parameter declared before it"):
         check_space({"model.lam": {"float": [0.1, 1.0], "when": {"model.type": "swae"}}})
     space = {"model.type": {"choice": ["vae", "swae"]}, "model.lam": {"float": [0.1, 10.0], "when": {"model.type": "swae"}},
              "model.flow": {"choice": [None, "planar*2"]}}
@@ -59,6 +59,9 @@ def test_space_errors_name_the_key_and_conditions_follow_their_parent():
     config = sample_config(hp, {"model": {}}, space)
     assert config["model"]["type"] == "vae" and "lam" not in config["model"]
     assert config["model"]["flow"] in (None, "planar*2")  # non-scalar choices round-trip through labels
+    hp = kt.HyperParameters()
+    hp.values["model.type"] = "swae"
+    assert 0.1 <= sample_config(hp, {"model": {}}, space)["model"]["lam"] <= 10.0
     with pytest.raises(config_lib.ConfigError, match="unknown key search.max_trails"):
         search_settings({"search": {"max_trails": 3, "space": space}})
     with pytest.raises(config_lib.ConfigError, match="needs labels"):

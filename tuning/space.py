@@ -57,16 +57,22 @@ def check_space(space: dict) -> None:
         if spec.get("merge") and not (kind == "choice" and all(isinstance(v, dict) for v in spec["choice"])):
             raise SearchSpaceError(f"{where}: merge needs a choice of mappings")
         when = spec.get("when")
-        if when is not None and (not isinstance(when, dict) or any(k not in space for k in when)):
-            raise SearchSpaceError(f"{where}: 'when' must name other parameters of the space, got {when!r}")
+        earlier = list(space)[:list(space).index(path)]
+        if when is not None and (not isinstance(when, dict) or len(when) != 1 or any(k not in earlier for k in when)):
+            raise SearchSpaceError(f"{where}: 'when' must name one parameter declared before it, got {when!r}")
+
+
+def _encoded(values) -> bool:
+    """Keras Tuner choices must be one type of str/int/float/bool; anything else (null, mappings,
+    mixed types) is declared by its ``repr`` label and decoded on use."""
+    return not (all(isinstance(v, (str, int, float, bool)) for v in values) and len({type(v) for v in values}) == 1)
 
 
 def _declare(hp, path: str, spec: dict):
     name = path
     if "choice" in spec:
         values = spec["choice"]
-        # Keras Tuner choices must be one type of str/int/float/bool: encode anything else (null, lists)
-        if all(isinstance(v, (str, int, float, bool)) for v in values) and len({type(v) for v in values}) == 1:
+        if not _encoded(values):
             return hp.Choice(name, values, default=spec.get("default"))
         labels = [repr(v) for v in values]
         picked = hp.Choice(name, labels, default=None if "default" not in spec else repr(spec["default"]))
@@ -93,9 +99,8 @@ def sample_config(hp, base: dict, space: dict) -> dict:
         scope = contextlib.nullcontext()
         if when:
             (parent, value), = when.items()
-            parent_value = space[parent].get("choice", [value])
-            scope = hp.conditional_scope(parent, [value if isinstance(value, (str, int, float, bool))
-                                                  and value in parent_value else repr(value)])
+            label = repr(value) if _encoded(space[parent].get("choice", [value])) else value
+            scope = hp.conditional_scope(parent, [label])
             if get_path(config, parent) != value:
                 continue
         with scope:
