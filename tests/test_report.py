@@ -35,6 +35,15 @@ def test_scores_file_round_trips_names_and_values(tmp_path):
         ScoredRun.load(tmp_path / "missing.h5")
 
 
+def test_runs_with_the_same_name_are_told_apart():
+    from tfp_anomaly.report.document import unique_names
+
+    a, b, c = _toy_run("best"), _toy_run("best", seed=1), _toy_run("other")
+    a.meta["run_dir"], b.meta["run_dir"] = "runs/search_a/best", "runs/search_b/best"
+    assert [r.name for r in unique_names([a, b, c])] == ["search_a/best", "search_b/best", "other"]
+    assert [r.name for r in unique_names([_toy_run("x"), _toy_run("x")])] == ["x #1", "x #2"]
+
+
 def test_comparison_table_and_darkmachines_rows():
     table = comparison_table([_toy_run("a"), _toy_run("b", seed=1)], bootstrap=5)
     assert len(table) == 2 * 3 * 2

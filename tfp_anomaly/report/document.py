@@ -29,7 +29,7 @@ def write_report(runs, out_dir, published=None, channel: str = "sample", bootstr
     into ``out_dir``; returns ``{"table": DataFrame, "paths": {...}}``."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    runs = list(runs)
+    runs = unique_names(list(runs))
     table = tables.comparison_table(runs, bootstrap=bootstrap, seed=seed)
     if table.empty:
         raise ValueError("nothing to report: the runs have no signal scores")
@@ -48,6 +48,25 @@ def write_report(runs, out_dir, published=None, channel: str = "sample", bootstr
     paths["report.html"] = _write_text(out / "report.html", _html(title, sections, figures))
     paths["report.md"] = _write_text(out / "report.md", _markdown(title, sections, figures))
     return {"table": table, "paths": paths}
+
+
+def unique_names(runs) -> list:
+    """The runs, renamed where two share a name (two searches' ``best``): the name gets its run
+    directory's parent folder (``search_a/best``), or a number when there is none."""
+    import collections
+    import dataclasses
+
+    counts = collections.Counter(r.name for r in runs)
+    renamed, seen = [], collections.Counter()
+    for run in runs:
+        if counts[run.name] > 1:
+            seen[run.name] += 1
+            parent = Path(run.meta.get("run_dir", "")).parent.name
+            run = dataclasses.replace(run, name=f"{parent}/{run.name}" if parent else f"{run.name} #{seen[run.name]}")
+        renamed.append(run)
+    if len({r.name for r in renamed}) < len(renamed):  # parents alike too: number them
+        renamed = [dataclasses.replace(r, name=f"{r.name} #{k}") for k, r in enumerate(renamed, 1)]
+    return renamed
 
 
 def _csv(frame: pd.DataFrame, path: Path) -> Path:
