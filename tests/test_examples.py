@@ -30,11 +30,20 @@ def test_compare_priors_runs_on_user_files(tmp_path, capsys):
 
 
 def test_compare_flows_covers_the_flow_families_it_names():
+    import numpy as np
+
+    from tfp_anomaly.demo import CONV
     from tfp_anomaly.flows import FlowChain
+    from tfp_anomaly.models import VAE
 
     module = _load("compare_flows")
-    for chain, options in module.FLOWS.values():
+    x = np.random.default_rng(0).normal(size=(8, 32, 4)).astype("float32")
+    for name, (chain, options) in module.FLOWS.items():
         assert FlowChain(chain, step_kwargs=options).steps
+        model = VAE((32, 4), flow=chain, flow_kwargs=options, **CONV)  # the options the steps accept
+        model.build()
+        assert name.split("_")[0] in model.flow.steps[0].name
+        assert np.isfinite(float(model.compute_loss(x, None, model(x, training=True))))
 
 
 def test_lhco_example_says_what_is_missing(tmp_path, capsys):

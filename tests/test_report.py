@@ -96,6 +96,13 @@ training: {epochs: 2, batch_size: 128, verbose: 0, jit_compile: false}
     scored = ScoredRun.load(run_dir / "scores.h5")
     assert {"mse", "chamfer", "mahalanobis", "radial", "latent_logp", "mse+mahalanobis"} <= set(scored.methods)
     assert len(scored.background["mse"]) == 600 and set(scored.signals) == {"wprime_wz", "zprime_tt", "qstar"}
+    from tfp_anomaly.data.sample import sample_files
+
+    assert main(["score", str(run_dir), "--signal", str(sample_files()["qstar"]), "--methods", "mse",
+                 "--max-signal-events", "200", "--no-progress"]) == 0  # a user's file, named by its stem
+    assert "qstar (200)" in capsys.readouterr().out
+    assert main(["score", str(run_dir), "--max-signal-events", "400", "--no-progress"]) == 0
+    capsys.readouterr()
     out = tmp_path / "report"
     args = ["report", str(run_dir), "--out", str(out), "--bootstrap", "5"]
     assert main(args + (["--published", str(ANCHOR)] if ANCHOR.exists() else [])) == 0

@@ -157,8 +157,7 @@ def cmd_score(args) -> int:
         from .experiment import load_signals
 
         config = run_config(Path(args.run_dirs[0]))
-        config["data"]["signals"] = {Path(f).name.split(".")[0]: f for f in args.signal}
-        config["data"]["dir"] = None
+        config["data"].update(signals=[str(Path(f).resolve()) for f in args.signal], dir=None)  # named by stem
         signals = load_signals(config, args.max_signal_events)
     for run_dir in args.run_dirs:
         result = score_run(run_dir, methods=args.methods if args.methods else "all", signals=signals,
@@ -171,19 +170,14 @@ def cmd_score(args) -> int:
     return 0
 
 
-def print_summary(table) -> None:
-    from .report.tables import best_per_model, summary_table
-
-    print(summary_table(best_per_model(table)).to_string(index=False, float_format=lambda v: f"{v:.3g}"))
-
-
 def cmd_report(args) -> int:
     from .report import ScoredRun, write_report
+    from .report.tables import summary_text
 
     runs = [ScoredRun.load(Path(d) / "scores.h5") for d in args.run_dirs]
     result = write_report(runs, args.out, published=args.published, channel=args.channel,
                           bootstrap=args.bootstrap)
-    print_summary(result["table"])
+    print(summary_text(result["table"]))
     print(f"report: {Path(args.out) / 'report.html'} (and report.md, comparison.csv, darkmachines.csv)")
     return 0
 

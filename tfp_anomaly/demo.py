@@ -107,9 +107,9 @@ def run_demo(out="runs/demo", quick: bool = False, published=None, log=print) ->
 
 def print_result(result: dict, out) -> None:
     """The best score of each model for each signal (AUC ± error, ε_S at each ε_B) and the report path."""
-    from .report.tables import best_per_model, summary_table
+    from .report.tables import summary_text
 
-    print(summary_table(best_per_model(result["table"])).to_string(index=False, float_format=lambda v: f"{v:.3g}"))
+    print(summary_text(result["table"]))
     print(f"report: {Path(out) / 'report' / 'report.html'} ({result['timings']['total_s']:.0f} s in all)")
 
 
@@ -138,7 +138,7 @@ def comparison_inputs(args, base: dict = BASE) -> tuple[dict, dict]:
     base = copy.deepcopy(base)
     if args.background:
         base["data"].update(background=[str(Path(f).resolve()) for f in args.background], dir=None)
-        base["data"]["signals"] = {Path(f).name.split(".")[0]: str(Path(f).resolve()) for f in args.signal or []}
+        base["data"]["signals"] = [str(Path(f).resolve()) for f in args.signal or []]  # named by file stem
     elif args.signal:
         raise ValueError("--signal needs --background (the embedded signals go with the embedded background)")
     settings = dict(QUICK if args.quick else FULL)

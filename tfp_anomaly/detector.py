@@ -113,14 +113,13 @@ class AnomalyDetector(BaseEstimator):
         return model, {k: [float(v) for v in vs] for k, vs in history.history.items()}
 
     # ------------------------------------------------------------------ scoring
-    def _check_fitted(self):
-        if not hasattr(self, "threshold_"):
+    def _check_fitted(self, attribute="threshold_"):
+        if not hasattr(self, attribute):
             raise AttributeError("this AnomalyDetector is not fitted yet: call fit(X_background) first")
 
     def decision_function(self, X) -> np.ndarray:
         """Anomaly scores, (N,), higher = more anomalous."""
-        if not hasattr(self, "scorer_"):
-            self._check_fitted()
+        self._check_fitted("scorer_")  # set before threshold_: fit calls this for the held-out scores
         return next(iter(self.scorer_.score(self.model_, X).values()))
 
     def predict(self, X) -> np.ndarray:

@@ -108,6 +108,11 @@ def load_background(config: dict):
     return table, report
 
 
+def signal_name(path) -> str:
+    """A signal file's sample name: its name up to the first dot (``qstar.csv.gz`` → ``qstar``)."""
+    return Path(path).name.split(".")[0]
+
+
 def load_signals(config: dict, max_events: int | None = None) -> dict:
     """``{name: Events or FeatureTable}`` of ``data.signals``: ``sample`` (the embedded signals, one per
     process), a mapping name → file(s), or a list of files (named by file stem). Labelled files give
@@ -119,7 +124,7 @@ def load_signals(config: dict, max_events: int | None = None) -> dict:
         names = [n for n, e in sample_manifest()["files"].items() if e["kind"] == "signal"]
         signals = {n: load_sample(n, unit=config["data"]["unit"]) for n in names}
     else:
-        mapping = spec if isinstance(spec, dict) else {Path(f).name.split(".")[0]: f for f in
+        mapping = spec if isinstance(spec, dict) else {signal_name(f): f for f in
                                                        ([spec] if isinstance(spec, str) else spec)}
         signals = {}
         for name, files in mapping.items():

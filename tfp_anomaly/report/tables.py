@@ -55,6 +55,11 @@ def summary_table(table: pd.DataFrame, efficiencies=BACKGROUND_EFFICIENCIES) -> 
     return table[cols]
 
 
+def summary_text(table: pd.DataFrame) -> str:
+    """:func:`summary_table` of the best score per model and signal, as printed by the commands."""
+    return summary_table(best_per_model(table)).to_string(index=False, float_format=lambda v: f"{v:.3g}")
+
+
 def darkmachines_rows(table: pd.DataFrame, channel: str = "sample") -> pd.DataFrame:
     """Rows ``Signal,Model,Chan,AUC,1e-2,1e-3,1e-4`` (Model = model name and score, ``_``-joined)."""
     model = (table["model"].str.replace(r"[\s,]+", "_", regex=True) + "_" + table["score"])
