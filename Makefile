@@ -29,6 +29,8 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/flows.py --xla --markdown docs/benchmarks.md
 	$(BIN)/python benchmarks/train_speed.py --markdown docs/benchmarks.md
 	$(BIN)/python benchmarks/lhco_quality.py --markdown docs/benchmarks.md
+	$(BIN)/python benchmarks/architectures.py --markdown docs/benchmarks.md
+	$(BIN)/python benchmarks/trigger_export.py --markdown docs/benchmarks.md
 
 clean:
 	rm -rf $(VENV) runs build *.egg-info .pytest_cache

@@ -37,3 +37,20 @@ def write_section(path: Path, section: str, mark: str) -> None:
     tmp = path.with_suffix(".tmp")
     tmp.write_text(text)
     tmp.replace(path)
+
+
+def command_line(script: str, argv) -> str:
+    """How the benchmark was called: ``python benchmarks/<script> <arguments>``."""
+    import sys
+
+    return " ".join([f"python benchmarks/{script}", *(argv if argv is not None else sys.argv[1:])])
+
+
+def markdown_table(frame, digits: int = 3) -> str:
+    """A pandas table as Markdown (numbers to ``digits`` decimals), without the optional tabulate."""
+    def cell(v):
+        return f"{v:.{digits}f}" if isinstance(v, float) else f"{v:,}" if isinstance(v, int) else str(v)
+
+    lines = ["| " + " | ".join(map(str, frame.columns)) + " |", "|" + "---|" * len(frame.columns)]
+    lines += ["| " + " | ".join(cell(v) for v in row) + " |" for row in frame.itertuples(index=False)]
+    return "\n".join(lines)

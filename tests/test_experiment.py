@@ -72,7 +72,8 @@ def test_example_configurations_cover_every_flow_family_and_every_prior():
     flows = {config_lib.load_config(p)["model"].get("flow") for p in TRAINING_CONFIGS}
     names = {step["name"] for spec in flows if spec for step in FlowChain(spec).spec}
     families = {"planar", "radial", "householder", "sylvester_orthogonal", "sylvester_householder",
-                "sylvester_triangular", "nice", "realnvp", "iaf", "maf", "spline_coupling", "glow", "ffjord"}
+                "sylvester_triangular", "nice", "realnvp", "iaf", "maf", "spline_coupling", "glow", "ffjord",
+                "convflow"}
     assert families <= names
     used = {config_lib.load_config(p)["model"].get("prior") for p in TRAINING_CONFIGS}
     assert set(priors.available()) <= used
@@ -122,12 +123,19 @@ def test_train_command_writes_a_complete_run_directory(tmp_path, capsys):
 
 
 def test_train_command_resumes_longer_and_refuses_a_different_configuration(tmp_path, capsys):
+    def train_seconds():
+        return json.loads((tmp_path / "run" / "summary.json").read_text())["train_seconds"]
+
     assert _train(tmp_path, "training.epochs=1") == 0
+    first = train_seconds()
     assert _train(tmp_path, "training.epochs=3") == 0  # continues: epochs may grow
     assert "3 epochs (2 now" in capsys.readouterr().out
     assert len((tmp_path / "run" / "history.csv").read_text().splitlines()) == 4
+    total = train_seconds()
+    assert total > first  # the time adds up over the calls
     assert _train(tmp_path, "training.epochs=3") == 0  # complete: nothing to do
     assert "already complete" in capsys.readouterr().out
+    assert total <= train_seconds() < total + 5  # a reused run keeps its training time
     assert _train(tmp_path, "training.epochs=3", "model.beta=0.5") == 2
     assert "holds a run of a different configuration" in capsys.readouterr().err
     assert _train(tmp_path, "training.epochs=1", "model.beta=0.5", "--overwrite") == 0

@@ -10,7 +10,7 @@ from tfp_anomaly import flows
 
 DIM, CONTEXT, BATCH = 5, 3, 16
 AMORTIZED = {"planar", "radial", "householder", "sylvester_orthogonal", "sylvester_householder",
-             "sylvester_triangular"}
+             "sylvester_triangular", "convflow"}
 SMALL = {"hidden_units": [16, 16]}
 OPTIONS = {"nice": SMALL, "realnvp": SMALL, "spline_coupling": SMALL, "maf": SMALL, "iaf": SMALL,
            "spline_autoregressive": SMALL, "glow": SMALL, "ffjord": {"hidden_units": [16]},
@@ -88,7 +88,7 @@ def test_save_and_load_gives_identical_outputs(name, with_context, tmp_path):
 def test_registry_and_spec_parsing():
     assert {"planar", "radial", "householder", "nice", "realnvp", "maf", "iaf", "spline_coupling",
             "spline_autoregressive", "actnorm", "lu", "glow", "ffjord", "reverse", "permute",
-            "sylvester_orthogonal", "sylvester_householder", "sylvester_triangular"} <= set(flows.available())
+            "sylvester_orthogonal", "sylvester_householder", "sylvester_triangular", "convflow"} <= set(flows.available())
     chain = flows.FlowChain("realnvp*3, reverse, maf")
     assert [s.flow_name for s in chain.steps] == ["realnvp"] * 3 + ["reverse", "maf"]
     assert [s.parity for s in chain.steps[:3]] == [0, 1, 0]

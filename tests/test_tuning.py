@@ -145,7 +145,7 @@ def test_a_chief_and_two_workers_run_every_trial_once(tmp_path):
     assert (tmp_path / "out" / "best" / "model.keras").exists()
 
 
-@pytest.mark.parametrize("name", ["search_vae.yaml", "search_swae.yaml"])
+@pytest.mark.parametrize("name", ["search_vae.yaml", "search_swae.yaml", "search_flow_training.yaml"])
 def test_example_search_spaces_build_a_model_for_every_choice(name):
     from tuning.hypermodel import run_section
     from tfp_anomaly.experiment import build_model

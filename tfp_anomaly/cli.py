@@ -9,6 +9,7 @@
     tfp-anomaly score RUN_DIR [RUN_DIR ...] [--methods M ...] [--signal FILE ...]
     tfp-anomaly report RUN_DIR [RUN_DIR ...] --out DIR [--published CSV] [--channel C]
     tfp-anomaly demo [--out DIR] [--quick] [--published CSV]
+    tfp-anomaly export-hls RUN_DIR [--score mahalanobis] [--precision P] [--scan P ...] [--out DIR]
 
 Input errors (missing file, malformed line, unknown name) print one line naming file, line and
 field and exit with status 2; ``--debug`` shows the traceback instead.
@@ -170,6 +171,23 @@ def cmd_score(args) -> int:
     return 0
 
 
+def cmd_export_hls(args) -> int:
+    import pandas as pd
+
+    from .trigger import SCAN, export_run
+
+    scan = SCAN if args.scan is None else args.scan
+    result = export_run(args.run_dir, args.score, args.precision, scan, args.out, args.max_events, args.reuse_factor)
+    out = Path(args.out) if args.out else Path(args.run_dir) / f"hls_{args.score}"
+    columns = ["precision", "auc_keras", "auc_csim", "auc_difference", "eff_keras", "eff_csim",
+               "median_relative_deviation", "decisions_differing"]
+    print(f"{args.run_dir}: encoder + {args.score}, {result['parameters']:,} parameters, "
+          f"{result['multiplications']:,} multiplications per event; events {result['events']}")
+    print(pd.DataFrame(result["rows"])[columns].to_string(index=False, float_format=lambda v: f"{v:.4g}"))
+    print(f"HLS project ({args.precision}) -> {out / 'hls'}; table -> {out / 'agreement.csv'}")
+    return 0
+
+
 def cmd_report(args) -> int:
     from .report import ScoredRun, write_report
     from .report.tables import summary_text
@@ -294,6 +312,20 @@ def build_parser() -> argparse.ArgumentParser:
                       "(default: the Dark Machines anchor table in --data-dir when present)")
     demo.add_argument("--data-dir", default=str(DEFAULT_DATA_DIR), help="the shared data folder (for the anchor table)")
     demo.set_defaults(func=cmd_demo)
+
+    export = commands.add_parser("export-hls", help="encoder + encoder-only score as an hls4ml HLS project, "
+                                 "checked against Keras in the C simulation (extra: fpga)")
+    export.add_argument("run_dir", help="a trained run directory (tfp-anomaly train); its dense or conv encoder")
+    export.add_argument("--score", default="mahalanobis", help="encoder-only score to export: mahalanobis, kl or rz (VAEs)")
+    export.add_argument("--precision", default="ap_fixed<18,8,AP_RND,AP_SAT>",
+                        help="fixed-point type of the project written (an hls4ml precision string)")
+    export.add_argument("--scan", nargs="*", default=None, metavar="P",
+                        help="precisions compared with Keras besides --precision (default: a scan from 12 to 32 bits; "
+                             "give none for no scan)")
+    export.add_argument("--out", default=None, help="output folder (default RUN_DIR/hls_SCORE)")
+    export.add_argument("--max-events", type=int, default=None, help="events per sample compared (default all)")
+    export.add_argument("--reuse-factor", type=int, default=1, help="hls4ml reuse factor (1: fully parallel)")
+    export.set_defaults(func=cmd_export_hls)
     return parser
 
 

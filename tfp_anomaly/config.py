@@ -25,7 +25,7 @@ SECTIONS: dict[str, set | None] = {
     "split": {"fractions", "seed"},
     "model": None,
     "training": {"epochs", "batch_size", "learning_rate", "clipnorm", "seed", "early_stopping", "tensorboard",
-                 "verbose", "jit_compile", "steps_per_execution"},
+                 "verbose", "jit_compile", "steps_per_execution", "flow_training", "first_stage_epochs"},
     "search": None,  # checked by tuning.search (tfp-anomaly tune); ignored by tfp-anomaly train
 }
 
@@ -36,7 +36,7 @@ DEFAULTS = {
     "split": {"fractions": [0.6, 0.2, 0.2], "seed": 0},
     "training": {"epochs": 20, "batch_size": 256, "learning_rate": 1e-3, "clipnorm": None, "seed": 0,
                  "early_stopping": None, "tensorboard": False, "verbose": "auto", "jit_compile": "auto",
-                 "steps_per_execution": 1},
+                 "steps_per_execution": 1, "flow_training": "joint", "first_stage_epochs": None},
 }
 
 

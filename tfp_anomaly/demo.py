@@ -50,11 +50,13 @@ QUICK = {"max_events": 12_000, "max_signal_events": 2_000, "epochs": 3, "bootstr
 FULL = {"max_events": None, "max_signal_events": None, "epochs": 15, "bootstrap": 100, "jit_compile": "auto"}
 
 
-def comparison_config(model: dict, settings: dict, base: dict = BASE) -> dict:
-    """A complete run configuration: ``base`` (data, grid, scaler, split, training) with ``model`` and the
-    event counts, epochs and XLA choice of ``settings``."""
+def comparison_config(model: dict, settings: dict, base: dict = BASE, training: dict | None = None) -> dict:
+    """A complete run configuration: ``base`` (data, grid, scaler, split, training) with ``model``, the
+    model's own ``training`` options (e.g. its flow-training strategy) and the event counts, epochs
+    and XLA choice of ``settings``."""
     config = config_lib.merge(config_lib.DEFAULTS, copy.deepcopy(base))
     config["model"] = copy.deepcopy(model)
+    config["training"].update(training or {})
     config["data"]["max_events"] = settings["max_events"]
     config["training"]["epochs"] = settings["epochs"]
     config["training"]["jit_compile"] = settings["jit_compile"]
@@ -69,9 +71,9 @@ def slug(name: str) -> str:
 
 
 def run_comparison(models: dict, out, base: dict = BASE, settings: dict = FULL, published=None,
-                   title: str = "tfp-anomaly comparison", log=print) -> dict:
-    """Train each of ``models`` ({name: model section}) on ``base``'s background into
-    ``OUT/runs/<name>``, score it on the test background and ``base``'s signals, and write the report
+                   title: str = "tfp-anomaly comparison", log=print, training: dict | None = None) -> dict:
+    """Train each of ``models`` ({name: model section}, with ``training[name]`` options if given) on
+    ``base``'s background into ``OUT/runs/<name>``, score it on the test background and ``base``'s signals, and write the report
     into ``OUT/report``; returns ``write_report``'s result plus the scored runs and timings."""
     from .evaluate import score_run
     from .experiment import run
@@ -83,7 +85,7 @@ def run_comparison(models: dict, out, base: dict = BASE, settings: dict = FULL, 
     for k, (name, model) in enumerate(models.items(), 1):
         t0 = time.perf_counter()
         run_dir = out / settings.get("runs", "runs") / slug(name)
-        summary = run(comparison_config(model, settings, base), run_dir)
+        summary = run(comparison_config(model, settings, base, (training or {}).get(name)), run_dir)
         t1 = time.perf_counter()
         result = score_run(run_dir, name=name, max_signal_events=settings["max_signal_events"])
         timings[name] = {"train_s": round(t1 - t0, 1), "score_s": round(time.perf_counter() - t1, 1)}

@@ -182,13 +182,25 @@ def model_class(config: dict):
 
 
 #: constructor arguments set by the run itself, not by the ``model`` section
-SET_BY_RUN = {"input_shape", "seed", "scaler"}
+SET_BY_RUN = {"input_shape", "seed", "scaler", "stage"}  # stage: by training.flow_training
 
 
 def model_options(cls) -> set[str]:
     """The options the ``model`` section may set: the class's keyword arguments (its own and its
     bases'), less :data:`SET_BY_RUN` (``training.seed``, the scaler fitted on the training part)."""
     return constructor_keywords(cls, package="tfp_anomaly") - SET_BY_RUN
+
+
+def _with_grid_blocks(config: dict, options: dict, input_shape) -> dict:
+    """Set and graph networks learn each object's type from the grid's block layout: fill
+    ``network.blocks`` from the ``grid`` section unless the configuration gives it."""
+    from .models.networks import network_entry
+
+    network = dict(options.get("network") or {})
+    if not network_entry(network.get("type", "dense")).needs_blocks or "blocks" in network or len(input_shape) != 2:
+        return options
+    network["blocks"] = ObjectGrid.from_config(config.get("grid") or {"preset": "darkflow"}).block_sizes
+    return {**options, "network": network}
 
 
 def build_model(config: dict, input_shape, scaler_config: dict | None):
@@ -201,6 +213,7 @@ def build_model(config: dict, input_shape, scaler_config: dict | None):
     if unknown:
         raise config_lib.ConfigError(f"model: unknown option {unknown[0]!r} for model type "
                                      f"{config['model']['type']!r}; options: {', '.join(sorted(known))}")
+    options = _with_grid_blocks(config, options, input_shape)
     seed = int(config["training"]["seed"])
     keras.utils.set_random_seed(seed)  # weight initialisation
     model = cls(tuple(input_shape), scaler=scaler_config, seed=seed, **options)
@@ -242,7 +255,9 @@ def _claim_run_dir(run_dir: Path, config: dict, overwrite: bool) -> None:
     path = run_dir / RUN_CONFIG
     if overwrite and path.exists():  # only ever delete what is recognisably a run directory
         shutil.rmtree(run_dir)
-    elif path.exists() and _comparable(yaml.safe_load(path.read_text())) != _comparable(config):
+    # a run written before a key existed holds that key's default
+    elif path.exists() and _comparable(config_lib.merge(config_lib.DEFAULTS, yaml.safe_load(path.read_text()))) \
+            != _comparable(config_lib.merge(config_lib.DEFAULTS, config)):
         raise config_lib.ConfigError(f"{run_dir} holds a run of a different configuration ({path}); "
                                      "choose another --run-dir or pass --overwrite")
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -253,6 +268,18 @@ def _claim_run_dir(run_dir: Path, config: dict, overwrite: bool) -> None:
 def _write_json(path: Path, content) -> None:
     with atomic_path(path) as tmp:
         tmp.write_text(json.dumps(content, indent=2, default=str))
+
+
+def _earlier_train_seconds(run_dir: Path) -> float:
+    """Training time of the calls before this one that continued the same run (the summary of the last
+    completed call, when the checkpoint is past epoch 0): ``train_seconds`` adds up over resumptions
+    and stays when a finished run is reused."""
+    from .models.training import read_state
+
+    path = run_dir / "summary.json"
+    if not path.exists() or read_state(run_dir).get("epoch", 0) == 0:
+        return 0.0
+    return float(json.loads(path.read_text()).get("train_seconds", 0.0))
 
 
 def run(config: dict, run_dir, overwrite: bool = False, callbacks=()) -> dict:
@@ -268,6 +295,7 @@ def run(config: dict, run_dir, overwrite: bool = False, callbacks=()) -> dict:
             np.savez(handle, **prepared.split)
     model = build_model(config, prepared.input_shape, prepared.scaler.get_config())
     training = config["training"]
+    earlier = _earlier_train_seconds(run_dir)
     start = time.perf_counter()
     model, history = train(model, prepared.parts["train"], prepared.parts["val"], run_dir=run_dir,
                            epochs=int(training["epochs"]), batch_size=int(training["batch_size"]),
@@ -275,6 +303,7 @@ def run(config: dict, run_dir, overwrite: bool = False, callbacks=()) -> dict:
                            clipnorm=training["clipnorm"], verbose=training["verbose"],
                            jit_compile=training["jit_compile"],
                            steps_per_execution=int(training["steps_per_execution"]),
+                           flow_training=training["flow_training"], first_stage_epochs=training["first_stage_epochs"],
                            callbacks=list(callbacks) + _callbacks(config, run_dir))
     seconds = time.perf_counter() - start
     partial = run_dir / ".model.partial.keras"
@@ -286,7 +315,7 @@ def run(config: dict, run_dir, overwrite: bool = False, callbacks=()) -> dict:
     summary = {"model": config["model"]["type"], "input_shape": list(prepared.input_shape),
                "parameters": int(model.count_params()), "epochs_done": read_state(run_dir).get("epoch", 0),
                "epochs_this_call": len(history.epoch),
-               "train_seconds": round(seconds, 2), "final": {k: v[-1] for k, v in logs.items() if v},
+               "train_seconds": round(earlier + seconds, 2), "final": {k: v[-1] for k, v in logs.items() if v},
                "best_val_loss": read_state(run_dir).get("best"),
                "events": prepared.report["split"]}
     _write_json(run_dir / "summary.json", summary)

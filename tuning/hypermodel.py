@@ -10,14 +10,19 @@ from __future__ import annotations
 
 import copy
 
-import keras
 import keras_tuner as kt
 
 from tfp_anomaly import config as config_lib
 from tfp_anomaly.experiment import build_model
-from tfp_anomaly.models.training import epoch_dataset, resolve_jit_compile, validation_dataset
+from tfp_anomaly.models.training import compile_model, fit_phases
 
 from .space import sample_config
+
+
+def compile_options(training: dict) -> dict:
+    """The compile settings of a ``training`` section."""
+    return {"learning_rate": float(training["learning_rate"]), "clipnorm": training["clipnorm"],
+            "jit_compile": training["jit_compile"], "steps_per_execution": int(training["steps_per_execution"])}
 
 
 def run_section(config: dict) -> dict:
@@ -46,19 +51,14 @@ class AutoencoderHyperModel(kt.HyperModel):
     def build(self, hp):
         config = self.trial_config(hp)
         model = build_model(config, self.prepared.input_shape, self.prepared.scaler.get_config())
-        training = config["training"]
-        model.compile(optimizer=keras.optimizers.Adam(float(training["learning_rate"]), clipnorm=training["clipnorm"]),
-                      jit_compile=resolve_jit_compile(model, training["jit_compile"]),
-                      steps_per_execution=int(training["steps_per_execution"]))
+        compile_model(model, **compile_options(config["training"]))
         return model
 
     def fit(self, hp, model, *args, epochs=None, initial_epoch=0, callbacks=(), **kwargs):
+        """The trial's epochs, phase by phase of its ``training.flow_training`` strategy."""
         training = self.trial_config(hp)["training"]
-        epochs = int(epochs or training["epochs"])
-        batch, seed = int(training["batch_size"]), int(training["seed"])
-        data, steps = epoch_dataset(self.prepared.parts["train"], batch, seed, epochs, initial_epoch)
-        validation = validation_dataset(self.prepared.parts["val"], batch)
-        verbose = kwargs.pop("verbose", training["verbose"])
-        return model.fit(data, epochs=epochs, initial_epoch=initial_epoch, steps_per_epoch=steps,
-                         validation_data=validation, callbacks=list(callbacks) + self.extra_callbacks,
-                         verbose=verbose, shuffle=False)
+        return fit_phases(model, self.prepared.parts["train"], self.prepared.parts["val"],
+                          int(epochs or training["epochs"]), initial_epoch, int(training["batch_size"]),
+                          int(training["seed"]), list(callbacks) + self.extra_callbacks,
+                          kwargs.pop("verbose", training["verbose"]), compile_options=compile_options(training),
+                          flow_training=training["flow_training"], first_stage_epochs=training["first_stage_epochs"])

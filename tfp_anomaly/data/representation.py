@@ -98,6 +98,12 @@ class ObjectGrid:
         return sum(cap for _, cap in self.blocks) + int(self.met_row)
 
     @property
+    def block_sizes(self) -> list[int]:
+        """Rows per type block, in order (the MET row, if any, a block of one): the slot layout the
+        set and graph encoders (:mod:`tfp_anomaly.models.sets`) need to give each object its type."""
+        return [cap for _, cap in self.blocks] + ([1] if self.met_row else [])
+
+    @property
     def shape(self) -> tuple:
         return (self.n_rows, len(self.features))
 

@@ -3,9 +3,10 @@
 Every step is a ``keras.layers.Layer`` returning ``(z_out, log_det)``; ``get(name, **kwargs)`` makes
 one by name, ``available()`` lists the names, :class:`FlowChain` composes them from a spec.
 """
-from . import autoregressive, coupling, ffjord, glow, householder, permute, planar, radial, sylvester  # noqa: F401
+from . import autoregressive, convflow, coupling, ffjord, glow, householder, permute, planar, radial, sylvester  # noqa: F401
 from .autoregressive import IAF, MAF, SplineAutoregressive
 from .base import FlowLayer
+from .convflow import ConvFlow, ConvFlowBijector
 from .chain import FlowChain, available, get, parse_spec
 from .density import FlowDensity
 from .conditioners import MADE, MLP
@@ -23,5 +24,5 @@ __all__ = [
     "Planar", "PlanarBijector", "Radial", "RadialBijector", "Householder", "HouseholderBijector",
     "OrthogonalSylvester", "HouseholderSylvester", "TriangularSylvester", "SylvesterBijector",
     "NICE", "RealNVP", "SplineCoupling", "MAF", "IAF", "SplineAutoregressive",
-    "ActNorm", "InvertibleLinearLU", "GlowStep", "FFJORD", "Reverse", "RandomPermutation",
+    "ActNorm", "InvertibleLinearLU", "GlowStep", "FFJORD", "ConvFlow", "ConvFlowBijector", "Reverse", "RandomPermutation",
 ]

@@ -1,5 +1,6 @@
 """Models: VAE with flow posteriors, SWAE with TFP priors, their networks and training."""
 from .base import Autoencoder
+from . import sets  # noqa: F401  (registers the deepsets and graph networks)
 from .networks import NETWORKS, build_networks
 from .preprocessing import ScalerLayer
 from .swae import SWAE

@@ -54,9 +54,19 @@ class Autoencoder(keras.Model):
         return super().metrics + list(self.trackers.values())
 
     def scaled(self, inputs):
+        """(scaled x, slot mask). A bare object matrix gets the mask of its rows that are not all
+        zero (the grid pads with zero rows; a real object has E, pT > 0)."""
         x, mask = split_inputs(inputs)
         x = tf.convert_to_tensor(x, tf.float32)
+        if mask is None and len(self.event_shape) == 2:
+            mask = tf.reduce_any(tf.not_equal(x, 0.0), axis=-1)
         return (x if self.preprocess is None else self.preprocess(x, slot_mask=mask)), mask
+
+    def hidden(self, x, mask, training=None):
+        """The encoder's hidden vector h of scaled x; set and graph encoders also take the slot mask."""
+        if len(self.encoder.inputs) == 2:
+            return self.encoder([x, tf.cast(mask, x.dtype)], training=training)
+        return self.encoder(x, training=training)
 
     def build(self, input_shape=None):
         if self.built:

@@ -4,23 +4,39 @@
 * ``conv``: the DarkFlow ConvVAE preset: on the (slots, features)
   object matrix as a one-channel image, Conv2D 32 (3, 4), 16 (5, 1), 8 (7, 1), each with batch norm and
   ReLU, then Dense ``hidden`` (20); the decoder mirrors it with transposed convolutions.
+* ``deepsets``, ``graph``: permutation-invariant encoders over the object list
+  (:mod:`tfp_anomaly.models.sets`).
 
 The encoder returns the hidden vector h (the context of amortized flows); the latent heads live in
 the model. The decoder maps a latent z to (slots, features × params_per_feature).
 """
 from __future__ import annotations
 
+import dataclasses
 import math
+from typing import Callable
 
 import keras
 import tensorflow as tf
 
-NETWORKS: dict[str, tuple] = {}
+
+@dataclasses.dataclass(frozen=True)
+class Network:
+    """A registered encoder/decoder pair. ``needs_blocks``: the encoder takes ``[x, mask]`` and the
+    option ``blocks`` (rows per type block of the object grid), filled from the grid by
+    :func:`tfp_anomaly.experiment.build_model`."""
+
+    encoder: Callable
+    decoder: Callable
+    needs_blocks: bool = False
 
 
-def register(name):
+NETWORKS: dict[str, Network] = {}
+
+
+def register(name, needs_blocks=False):
     def wrap(pair):
-        NETWORKS[name] = pair
+        NETWORKS[name] = Network(*pair, needs_blocks=needs_blocks)
         return pair
     return wrap
 
@@ -81,6 +97,8 @@ CONV = [(32, (3, 4)), (16, (5, 1)), (8, (7, 1))]
 
 
 def conv_encoder(input_shape, filters=CONV, hidden=20, activation="relu", batch_norm=True, **_):
+    if len(input_shape) != 2:
+        raise ValueError(f"the conv network needs a (slots, features) input, got {tuple(input_shape)}")
     slots, features = input_shape
     layers = [keras.layers.Reshape((slots, features, 1))]
     for n, kernel in filters:
@@ -121,12 +139,14 @@ register("conv")((conv_encoder, conv_decoder))
 
 
 def build_networks(network: dict, input_shape, latent_dim, params_per_feature=1):
-    """(encoder, decoder) for ``network = {"type": "dense"|"conv", **options}``."""
+    """(encoder, decoder) for ``network = {"type": <a name of NETWORKS>, **options}``."""
     options = dict(network)
-    kind = options.pop("type", "dense")
+    entry = network_entry(options.pop("type", "dense"))
+    return (entry.encoder(input_shape, **options),
+            entry.decoder(input_shape, latent_dim, params_per_feature, **options))
+
+
+def network_entry(kind: str) -> Network:
     if kind not in NETWORKS:
         raise KeyError(f"unknown network type {kind!r}; available: {', '.join(sorted(NETWORKS))}")
-    if kind == "conv" and len(input_shape) != 2:
-        raise ValueError(f"the conv network needs a (slots, features) input, got {tuple(input_shape)}")
-    encoder_fn, decoder_fn = NETWORKS[kind]
-    return encoder_fn(input_shape, **options), decoder_fn(input_shape, latent_dim, params_per_feature, **options)
+    return NETWORKS[kind]

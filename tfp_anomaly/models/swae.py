@@ -29,9 +29,13 @@ class SWAE(Autoencoder):
         self.z_head = keras.layers.Dense(self.latent_dim, name="z")
         self.z_head.build((None, self.encoder.output_shape[-1]))
 
+    @property
+    def encoding_head(self):
+        """The layer giving the encoding z from the encoder's hidden vector."""
+        return self.z_head
+
     def encode(self, inputs, training=None):
-        x, _ = self.scaled(inputs)
-        return self.z_head(self.encoder(x, training=training))
+        return self.z_head(self.hidden(*self.scaled(inputs), training=training))
 
     def call(self, inputs, training=None):
         z = self.encode(inputs, training=training)

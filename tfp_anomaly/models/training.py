@@ -7,7 +7,8 @@
   best so far by validation loss to ``RUN/best.keras``; each written to a temporary file and renamed.
 * ``StopOnNonFinite``: raises :class:`NonFiniteLossError` naming the epoch and step.
 * ``train(model, train, validation, run_dir, ...)``: compiles, adds the callbacks, resumes from
-  ``RUN`` when a checkpoint is there (unless ``resume=False``), logs the history to ``RUN/history.csv``.
+  ``RUN`` when a checkpoint is there (unless ``resume=False``), logs the history to ``RUN/history.csv``;
+  a VAE's flow joins training by the chosen strategy (:func:`fit_phases`).
 """
 from __future__ import annotations
 
@@ -20,6 +21,7 @@ import numpy as np
 import tensorflow as tf
 
 from .._atomic import atomic_path
+from . import strategies
 
 
 class NonFiniteLossError(FloatingPointError):
@@ -129,16 +131,60 @@ def resolve_jit_compile(model, jit_compile="auto") -> bool:
     return all(getattr(layer, "supports_jit", True) for layer in layers)
 
 
+def compile_model(model, learning_rate=1e-3, clipnorm=None, jit_compile="auto", steps_per_execution=1):
+    """Compile with a fresh Adam (and XLA per :func:`resolve_jit_compile`)."""
+    model.compile(optimizer=keras.optimizers.Adam(learning_rate, clipnorm=clipnorm),
+                  jit_compile=resolve_jit_compile(model, jit_compile), steps_per_execution=steps_per_execution)
+
+
+def _merged(histories) -> keras.callbacks.History:
+    merged = keras.callbacks.History()
+    merged.epoch, merged.history = [], {}
+    for history in histories:
+        merged.epoch += list(history.epoch)
+        for key, values in history.history.items():
+            merged.history.setdefault(key, []).extend(values)
+    return merged
+
+
+def fit_phases(model, train_arrays, validation_arrays, epochs, initial_epoch=0, batch_size=256, seed=0,
+               callbacks=(), verbose="auto", shuffle=True, compile_options=None, flow_training="joint",
+               first_stage_epochs=None, recompile=False):
+    """Fit epochs [initial_epoch, epochs) phase by phase of the flow-training strategy
+    (:mod:`tfp_anomaly.models.strategies`): a phase that changes the model's stage, or ``recompile``,
+    compiles it afresh with ``compile_options``; one :class:`keras.callbacks.History` for all phases.
+    Callbacks see one ``fit`` per phase (early stopping acts within a phase)."""
+    strategies.check(model, flow_training)
+    histories = []
+    for phase in strategies.phases(flow_training, epochs, first_stage_epochs):
+        if phase.end <= initial_epoch:
+            continue
+        if strategies.enter(model, phase.stage) or recompile:
+            compile_model(model, **(compile_options or {}))
+            recompile = False
+        begin = max(phase.start, initial_epoch)
+        data, steps = epoch_dataset(train_arrays, batch_size, seed, phase.end, begin, shuffle)
+        validation = None if validation_arrays is None else validation_dataset(validation_arrays, batch_size)
+        histories.append(model.fit(data, epochs=phase.end, initial_epoch=begin, steps_per_epoch=steps,
+                                   validation_data=validation, callbacks=list(callbacks), verbose=verbose,
+                                   shuffle=False))
+        for callback in callbacks:  # the next phase continues the same log file
+            if isinstance(callback, keras.callbacks.CSVLogger):
+                callback.append = True
+    return _merged(histories)
+
+
 def train(model, train_arrays, validation_arrays=None, run_dir=None, epochs=10, batch_size=256, seed=0,
           learning_rate=1e-3, clipnorm=None, callbacks=(), resume=True, verbose="auto", shuffle=True,
-          jit_compile="auto", steps_per_execution=1):
+          jit_compile="auto", steps_per_execution=1, flow_training="joint", first_stage_epochs=None):
     """Fit ``model`` (or resume it from ``run_dir``) and return ``(model, history)``.
 
     ``jit_compile``: compile the train step with XLA; ``"auto"`` does so whenever every layer supports
     it (Keras' own ``"auto"`` never does on CPU, but there XLA trains our models 1.3–2.4× faster,
     see ``docs/benchmarks.md``). ``steps_per_execution``: steps run per call into the graph; more cuts
     the fixed cost per step (large gains at small batches), but callbacks, including the NaN guard,
-    then see the logs once per group of steps.
+    then see the logs once per group of steps. ``flow_training``, ``first_stage_epochs``: how a VAE's
+    flow posterior joins training (:mod:`tfp_anomaly.models.strategies`).
     """
     initial_epoch = 0
     if run_dir is not None and resume:
@@ -146,22 +192,15 @@ def train(model, train_arrays, validation_arrays=None, run_dir=None, epochs=10, 
         model = restored or model
     if not model.built:
         model.build()
-    if getattr(model, "optimizer", None) is None or initial_epoch == 0:
-        model.compile(optimizer=keras.optimizers.Adam(learning_rate, clipnorm=clipnorm),
-                      jit_compile=resolve_jit_compile(model, jit_compile), steps_per_execution=steps_per_execution)
-    if initial_epoch >= epochs:  # the run in run_dir is already complete
-        done = keras.callbacks.History()
-        done.epoch, done.history = [], {}
-        return model, done
-    data, steps = epoch_dataset(train_arrays, batch_size, seed, epochs, initial_epoch, shuffle)
-    validation = None if validation_arrays is None else validation_dataset(validation_arrays, batch_size)
     extra = [StopOnNonFinite()]
-    if run_dir is not None:
+    if run_dir is not None and initial_epoch < epochs:
         Path(run_dir).mkdir(parents=True, exist_ok=True)
         best = read_state(run_dir).get("best") if initial_epoch > 0 else None  # a fresh run starts afresh
         extra += [EpochCheckpoint(run_dir, best=best), keras.callbacks.CSVLogger(str(Path(run_dir) / "history.csv"),
                                                                        append=initial_epoch > 0)]
-    history = model.fit(data, epochs=epochs, initial_epoch=initial_epoch, steps_per_epoch=steps,
-                        validation_data=validation, callbacks=list(callbacks) + extra, verbose=verbose,
-                        shuffle=False)
+    compile_options = dict(learning_rate=learning_rate, clipnorm=clipnorm, jit_compile=jit_compile,
+                           steps_per_execution=steps_per_execution)
+    history = fit_phases(model, train_arrays, validation_arrays, epochs, initial_epoch, batch_size, seed,
+                         list(callbacks) + extra, verbose, shuffle, compile_options, flow_training, first_stage_epochs,
+                         recompile=getattr(model, "optimizer", None) is None or initial_epoch == 0)
     return model, history

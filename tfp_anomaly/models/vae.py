@@ -12,6 +12,9 @@ Loss per event = reconstruction + β_t · KL with
 
 β_t = β · min(1, step / kl_warmup_steps) while training (linear KL warm-up, Bowman et al. 2016);
 evaluation uses β, so validation losses of different epochs compare.
+
+``stage`` (:mod:`tfp_anomaly.models.strategies`): ``joint``, ``vae`` (flow bypassed and frozen) or
+``flow`` (only the flow trains); set by the training strategy, saved with the model.
 """
 from __future__ import annotations
 
@@ -21,6 +24,7 @@ import tensorflow as tf
 from .. import losses
 from ..flows import FlowChain
 from .base import Autoencoder
+from .strategies import STAGES
 
 # log σ² is clamped so σ = exp(½ log σ²) and its square stay finite in float32
 LOG_VAR_RANGE = (-12.0, 12.0)
@@ -31,12 +35,41 @@ class VAE(Autoencoder):
     terms = ("reconstruction", "kl")
 
     def __init__(self, input_shape, flow=None, flow_kwargs=None, beta=1.0, kl_warmup_steps=0,
-                 darkflow_compat=False, **kwargs):
+                 darkflow_compat=False, stage="joint", **kwargs):
         super().__init__(input_shape, **kwargs)
         self.flow_spec, self.flow_kwargs = flow, dict(flow_kwargs or {})
         self.beta, self.kl_warmup_steps = float(beta), int(kl_warmup_steps)
         self.darkflow_compat = bool(darkflow_compat)
         self.flow = None if not flow else FlowChain(flow, step_kwargs=self.flow_kwargs, name="flow")
+        if stage not in STAGES:
+            raise KeyError(f"unknown training stage {stage!r}; stages: {', '.join(STAGES)}")
+        self.stage = stage
+
+    def set_stage(self, stage: str) -> None:
+        """Enter a training stage: which parts are used and trained (recompile afterwards)."""
+        if stage not in STAGES:
+            raise KeyError(f"unknown training stage {stage!r}; stages: {', '.join(STAGES)}")
+        if stage != "joint" and self.flow is None:
+            raise ValueError(f"stage {stage!r} needs a posterior flow")
+        self.stage = stage
+        self._apply_stage()
+
+    def _apply_stage(self):
+        _, train_flow, train_rest = STAGES[self.stage]
+        for part in (self.encoder, self.decoder, getattr(self, "mu_head", None), getattr(self, "log_var_head", None)):
+            if part is not None:
+                part.trainable = train_rest
+        if self.flow is not None:
+            self.flow.trainable = train_flow
+
+    @property
+    def encoding_head(self):
+        """The layer giving the encoding (μ) from the encoder's hidden vector."""
+        return self.mu_head
+
+    @property
+    def flow_used(self) -> bool:
+        return self.flow is not None and STAGES[self.stage][0]
 
     def build_heads(self):
         hidden = self.encoder.output_shape[-1]
@@ -46,16 +79,16 @@ class VAE(Autoencoder):
         self.log_var_head.build((None, hidden))
         if self.flow is not None:
             self.flow.build((None, self.latent_dim), (None, hidden))
+        self._apply_stage()
 
     def encode(self, inputs, training=None):
         """(h, μ, log σ²): the encoder's hidden vector and the Gaussian posterior q(z_0|x)."""
-        x, _ = self.scaled(inputs)
-        h = self.encoder(x, training=training)
+        h = self.hidden(*self.scaled(inputs), training=training)
         return h, self.mu_head(h), tf.clip_by_value(self.log_var_head(h), *LOG_VAR_RANGE)
 
     def push(self, z0, h, training=None):
-        """(z_K, Σ log|det J|): z_0 through the posterior flow (the identity without one)."""
-        if self.flow is None:
+        """(z_K, Σ log|det J|): z_0 through the posterior flow (the identity without one, or in stage ``vae``)."""
+        if not self.flow_used:
             return z0, tf.zeros_like(z0[:, 0])
         return self.flow(z0, context=h, training=training)
 
@@ -89,7 +122,7 @@ class VAE(Autoencoder):
                 "log_prior": losses.diagonal_gaussian_log_prob(latent, zero, zero)}
 
     def kl(self, y):
-        if self.flow is None or self.darkflow_compat:
+        if not self.flow_used or self.darkflow_compat:
             return losses.gaussian_kl(y["mu"], y["log_var"])
         log_q0 = losses.diagonal_gaussian_log_prob(y["z0"], y["mu"], y["log_var"])
         log_p = losses.diagonal_gaussian_log_prob(y["z"], tf.zeros_like(y["z"]), tf.zeros_like(y["z"]))
@@ -109,4 +142,5 @@ class VAE(Autoencoder):
 
     def get_config(self):
         return {**super().get_config(), "flow": self.flow_spec, "flow_kwargs": self.flow_kwargs, "beta": self.beta,
-                "kl_warmup_steps": self.kl_warmup_steps, "darkflow_compat": self.darkflow_compat}
+                "kl_warmup_steps": self.kl_warmup_steps, "darkflow_compat": self.darkflow_compat,
+                "stage": self.stage}
