@@ -12,7 +12,7 @@ import keras
 import tensorflow as tf
 
 from .. import losses
-from .networks import build_networks
+from .networks import build_networks, network_entry
 from .preprocessing import ScalerLayer
 
 
@@ -64,7 +64,7 @@ class Autoencoder(keras.Model):
 
     def hidden(self, x, mask, training=None):
         """The encoder's hidden vector h of scaled x; set and graph encoders also take the slot mask."""
-        if len(self.encoder.inputs) == 2:
+        if network_entry(self.network.get("type", "dense")).needs_blocks:
             return self.encoder([x, tf.cast(mask, x.dtype)], training=training)
         return self.encoder(x, training=training)
 

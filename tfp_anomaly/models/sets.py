@@ -110,8 +110,7 @@ class EdgeConv(keras.layers.Layer):
 
     def call(self, h, slot_mask):
         valid = tf.cast(slot_mask, h.dtype)  # (B, N)
-        slots = h.shape[1] if h.shape[1] is not None else tf.shape(h)[1]
-        k = min(self.k, int(slots) - 1) if isinstance(slots, int) else self.k
+        k = min(self.k, int(h.shape[1]) - 1)  # the object grid has a fixed number of slots
         square = tf.reduce_sum(tf.square(h), axis=-1)
         distance = square[:, :, None] + square[:, None, :] - 2.0 * tf.matmul(h, h, transpose_b=True)
         blocked = (1.0 - valid[:, None, :]) + tf.eye(tf.shape(h)[1], dtype=h.dtype)[None]  # padded j, or j = i
