@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 DATA   ?= ../shared/data
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test test-all bench install clean
+.PHONY: demo test test-all bench docs install clean
 
 $(STAMP): setup.cfg pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -28,9 +28,14 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/parse_rate.py --events 500000 --markdown docs/benchmarks.md
 	$(BIN)/python benchmarks/flows.py --xla --markdown docs/benchmarks.md
 	$(BIN)/python benchmarks/train_speed.py --markdown docs/benchmarks.md
+	$(BIN)/python benchmarks/latency.py --markdown docs/benchmarks.md
+	$(BIN)/python benchmarks/scale.py --markdown docs/benchmarks.md
 	$(BIN)/python benchmarks/lhco_quality.py --markdown docs/benchmarks.md
 	$(BIN)/python benchmarks/architectures.py --markdown docs/benchmarks.md
 	$(BIN)/python benchmarks/trigger_export.py --markdown docs/benchmarks.md
+
+docs: $(STAMP)
+	$(BIN)/python docs/build_api.py
 
 clean:
 	rm -rf $(VENV) runs build *.egg-info .pytest_cache

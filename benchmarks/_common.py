@@ -26,7 +26,7 @@ def machine(pinned: int | None = None) -> str:
 
 
 def write_section(path: Path, section: str, mark: str) -> None:
-    """Replace the text between two ``mark`` lines of ``path`` (or append it), atomically."""
+    """Replace the text between two ``mark`` lines of ``path`` (or append it), atomically; say so."""
     text = path.read_text() if path.exists() else "# Benchmarks\n"
     if mark in text:
         head, _, rest = text.partition(mark)
@@ -37,6 +37,7 @@ def write_section(path: Path, section: str, mark: str) -> None:
     tmp = path.with_suffix(".tmp")
     tmp.write_text(text)
     tmp.replace(path)
+    print(f"wrote {path}")
 
 
 def command_line(script: str, argv) -> str:

@@ -95,7 +95,7 @@ def to_markdown(table: pd.DataFrame, args) -> str:
     return "\n".join(lines)
 
 
-def main() -> int:
+def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--dim", type=int, default=15)
     parser.add_argument("--batch", type=int, default=1024)
@@ -103,11 +103,10 @@ def main() -> int:
     parser.add_argument("--min-time", type=float, default=1.0)
     parser.add_argument("--xla", action="store_true", help="also time the forward pass compiled with XLA")
     parser.add_argument("--markdown", type=Path, help="write/refresh this section in a Markdown file")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     table = measure(args)
     if args.markdown:
         write_section(args.markdown, to_markdown(table, args), MARK)
-        print(f"wrote {args.markdown}")
     return 0
 
 

@@ -174,12 +174,12 @@ def to_markdown(grid, seeds, counts, args) -> str:
     return "\n".join(lines)
 
 
-def main() -> int:
+def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--epochs", type=int, default=30)
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--markdown", type=Path, help="write/refresh this section in a Markdown file")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     if not DATA.exists():
         print(f"needs the LHCO R&D feature files in {DATA}", file=sys.stderr)
         return 2
@@ -188,7 +188,6 @@ def main() -> int:
     print(seed_summary(seeds).to_string(index=False, float_format=lambda v: f"{v:.3f}"))
     if args.markdown:
         write_section(args.markdown, to_markdown(grid, seeds, counts, args), MARK)
-        print(f"wrote {args.markdown}")
     return 0
 
 

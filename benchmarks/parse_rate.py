@@ -94,7 +94,7 @@ def to_markdown(table: pd.DataFrame, args) -> str:
     return "\n".join(lines)
 
 
-def main() -> int:
+def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--events", type=int, default=500_000)
     parser.add_argument("--source", type=Path, default=DEFAULT_SOURCE)
@@ -102,7 +102,7 @@ def main() -> int:
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--markdown", type=Path, help="write/refresh this section in a Markdown file")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     if not args.source.exists():
         print(f"source file not found: {args.source}", file=sys.stderr)
         return 2
@@ -112,7 +112,6 @@ def main() -> int:
     print(f"peak RSS streaming: {table.attrs['rss_peak']:.0f} MiB (baseline {table.attrs['rss_base']:.0f} MiB)")
     if args.markdown:
         write_section(args.markdown, to_markdown(table, args), MARK)
-        print(f"wrote {args.markdown}")
     return 0
 
 

@@ -139,16 +139,15 @@ def limits(table: pd.DataFrame) -> list[str]:
     return lines
 
 
-def main() -> int:
+def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--events", type=int, default=12_800)
     parser.add_argument("--epochs", type=int, default=4, help="epochs per measurement (the first is not timed)")
     parser.add_argument("--markdown", type=Path, help="write/refresh this section in a Markdown file")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     table, source = measure(args)
     if args.markdown:
         write_section(args.markdown, to_markdown(table, source, args), MARK)
-        print(f"wrote {args.markdown}")
     return 0
 
 

@@ -97,11 +97,17 @@ def test_every_example_configuration_builds_its_model_and_gives_a_finite_loss(pa
 
 def _train(tmp_path, *overrides, config="convvae_planar.yaml", run="run"):
     """Train on the embedded sample (the example configurations' default background)."""
+    flow = ["model.flow_kwargs={amortized: true}"] if config == "convvae_planar.yaml" else []
     args = ["train", str(CONFIGS / config), "--run-dir", str(tmp_path / run), "-o",
             # 540 / 180 / 180 events: whole batches only, so XLA compiles one train and one eval step
             "data.max_events=900", "training.batch_size=180", "training.verbose=0", "training.epochs=2",
-            "model.flow_kwargs={amortized: true}", *overrides]
+            *flow, *overrides]
     return main(args)
+
+
+def _train_quick(tmp_path, *overrides):
+    """No flow and no XLA: for properties of the run directory, not of the model."""
+    return _train(tmp_path, "training.jit_compile=false", *overrides, config="convvae.yaml")
 
 
 def test_train_command_writes_a_complete_run_directory(tmp_path, capsys):
@@ -126,19 +132,19 @@ def test_train_command_resumes_longer_and_refuses_a_different_configuration(tmp_
     def train_seconds():
         return json.loads((tmp_path / "run" / "summary.json").read_text())["train_seconds"]
 
-    assert _train(tmp_path, "training.epochs=1") == 0
+    assert _train_quick(tmp_path, "training.epochs=1") == 0
     first = train_seconds()
-    assert _train(tmp_path, "training.epochs=3") == 0  # continues: epochs may grow
+    assert _train_quick(tmp_path, "training.epochs=3") == 0  # continues: epochs may grow
     assert "3 epochs (2 now" in capsys.readouterr().out
     assert len((tmp_path / "run" / "history.csv").read_text().splitlines()) == 4
     total = train_seconds()
     assert total > first  # the time adds up over the calls
-    assert _train(tmp_path, "training.epochs=3") == 0  # complete: nothing to do
+    assert _train_quick(tmp_path, "training.epochs=3") == 0  # complete: nothing to do
     assert "already complete" in capsys.readouterr().out
     assert total <= train_seconds() < total + 5  # a reused run keeps its training time
-    assert _train(tmp_path, "training.epochs=3", "model.beta=0.5") == 2
+    assert _train_quick(tmp_path, "training.epochs=3", "model.beta=0.5") == 2
     assert "holds a run of a different configuration" in capsys.readouterr().err
-    assert _train(tmp_path, "training.epochs=1", "model.beta=0.5", "--overwrite") == 0
+    assert _train_quick(tmp_path, "training.epochs=1", "model.beta=0.5", "--overwrite") == 0
     assert json.loads((tmp_path / "run" / "state.json").read_text())["epoch"] == 1
 
 

@@ -105,6 +105,7 @@ def parse_override(text: str) -> tuple[list[str], object]:
 
 
 def apply_overrides(config: dict, overrides=()) -> dict:
+    """A copy of ``config`` with each ``dotted.key=yaml_value`` override set (keys checked later by :func:`check`)."""
     out = copy.deepcopy(config)
     for text in overrides:
         keys, value = parse_override(text)

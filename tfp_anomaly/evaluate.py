@@ -21,6 +21,7 @@ from .scoring import Scorer
 
 
 def load_run_model(run_dir: Path):
+    """The run's final ``model.keras`` (its scaler inside)."""
     import keras
 
     from . import models  # noqa: F401 (registers the model classes with Keras before loading)
@@ -32,6 +33,7 @@ def load_run_model(run_dir: Path):
 
 
 def run_config(run_dir: Path) -> dict:
+    """The resolved configuration a run was trained with (its ``config.yaml``)."""
     path = Path(run_dir) / RUN_CONFIG
     if not path.exists():
         raise FileNotFoundError(f"{run_dir}: not a run directory (no {RUN_CONFIG})")
@@ -39,6 +41,7 @@ def run_config(run_dir: Path) -> dict:
 
 
 def check_split(run_dir: Path, split: dict) -> None:
+    """Raise when the split made now differs from the run's ``split.npz`` (the input files changed)."""
     saved = np.load(run_dir / "split.npz")
     for part, index in split.items():
         if part in saved and not np.array_equal(saved[part], index):
@@ -55,6 +58,7 @@ def describe(model, config: dict, summary: dict) -> dict:
 
 
 def read_history(run_dir: Path) -> dict | None:
+    """The run's ``history.csv`` as ``{metric: [per epoch]}``, or None."""
     import pandas as pd
 
     path = run_dir / "history.csv"

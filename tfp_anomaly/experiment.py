@@ -60,6 +60,7 @@ def _resolve(config: dict, files, key: str) -> list[Path]:
 
 
 def background_paths(config: dict) -> list[Path]:
+    """The background files of ``data.background`` resolved against ``data.dir`` (``sample``: the embedded one)."""
     files = config["data"].get("background")
     if not files:
         raise config_lib.ConfigError("data.background: no background file given")
@@ -151,6 +152,7 @@ def _table_options(data: dict) -> dict:
 
 
 def prepare_data(config: dict) -> Prepared:
+    """Read the background, split it (seeded), build the model input and fit the scaler on the training part."""
     table, report = load_background(config)
     split = split_indices(len(table), config["split"]["fractions"], config["split"]["seed"])
     if len(split.train) == 0 or len(split.val) == 0:
@@ -173,6 +175,7 @@ def prepare_data(config: dict) -> Prepared:
 
 
 def model_class(config: dict):
+    """The registered model class of ``model.type``."""
     from .models import MODELS
 
     name = config["model"].get("type")
@@ -204,6 +207,7 @@ def _with_grid_blocks(config: dict, options: dict, input_shape) -> dict:
 
 
 def build_model(config: dict, input_shape, scaler_config: dict | None):
+    """The configured model, its options checked against the class signature, the fitted scaler inside it."""
     import keras
 
     cls = model_class(config)

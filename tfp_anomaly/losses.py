@@ -13,6 +13,7 @@ RECONSTRUCTIONS: dict[str, type] = {}
 
 
 def register(name):
+    """Decorator: register a reconstruction loss class under ``name`` (``model.reconstruction``)."""
     def wrap(cls):
         cls.loss_name = name
         RECONSTRUCTIONS[name] = cls
@@ -153,6 +154,7 @@ def flow_kl(log_q0, sum_log_det, log_p_zk):
 
 
 def diagonal_gaussian_log_prob(z, mu, log_var):
+    """log N(z; μ, diag exp(log_var)) summed over the last axis."""
     return -0.5 * tf.reduce_sum(_LOG_2PI + log_var + tf.square(z - mu) * tf.exp(-log_var), axis=-1)
 
 

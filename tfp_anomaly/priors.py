@@ -21,6 +21,7 @@ PRIORS: dict[str, callable] = {}
 
 
 def register(name: str):
+    """Decorator: register a prior factory ``fn(dim, **kwargs) -> tfd.Distribution`` under ``name``."""
     def wrap(fn):
         PRIORS[name] = fn
         return fn
@@ -28,6 +29,7 @@ def register(name: str):
 
 
 def available() -> list[str]:
+    """Names of the registered priors."""
     return sorted(PRIORS)
 
 
@@ -52,6 +54,7 @@ INFORMATIVE_DENSITY = {"gaussian", "ring", "mixture", "laplace", "student_t"}
 
 
 def has_informative_density(name: str) -> bool:
+    """Whether the prior's log-density ranks events (not uniform, ball or exact sphere): ``latent_logp`` needs it."""
     return name in INFORMATIVE_DENSITY
 
 

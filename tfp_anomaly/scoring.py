@@ -46,6 +46,7 @@ class ScoringError(ValueError):
 
 
 def register(name: str):
+    """Decorator: register a :class:`ScoringMethod` under ``name``."""
     def wrap(cls):
         cls.name = name
         SCORES[name] = cls
@@ -54,6 +55,7 @@ def register(name: str):
 
 
 def available() -> list[str]:
+    """Names of the registered scoring methods (combinations are built from them by name)."""
     return sorted(SCORES)
 
 
@@ -147,6 +149,8 @@ class _Term(ScoringMethod):
 
 @register("mse")
 class MSE(_Term):
+    """Masked mean squared error of the point reconstruction."""
+
     requires = ("mse",)
 
 
@@ -162,28 +166,38 @@ class InputNorm(_Term):
 
 @register("chamfer")
 class ChamferScore(_Term):
+    """Symmetric Chamfer distance between input and reconstructed object rows."""
+
     requires = ("chamfer",)
 
 
 @register("total_loss")
 class TotalLoss(_Term):
+    """Reconstruction + β·KL: the negative ELBO for β = 1."""
+
     requires = ("total_loss",)
 
 
 @register("kl")
 class KL(_Term):
+    """KL(q(z|x) ‖ p(z)); closed form, or the single-sample estimate with a flow posterior."""
+
     requires = ("kl",)
     encoder_only = True
 
 
 @register("rz")
 class RZ(_Term):
+    """Σ μ²/σ² over the latent dimensions (encoder only)."""
+
     requires = ("rz",)
     encoder_only = True
 
 
 @register("latent_norm")
 class LatentNorm(ScoringMethod):
+    """‖e(x)‖, the norm of the encoding (μ of a VAE, z of a SWAE)."""
+
     requires = ("encoding",)
     encoder_only = True
 
@@ -248,6 +262,8 @@ class Radial(ScoringMethod):
 
 @register("latent_logp")
 class LatentLogP(ScoringMethod):
+    """−log p(z) of the encoding under the prior."""
+
     requires = ("log_prior",)
 
     def score(self, terms):
@@ -348,6 +364,7 @@ def _parse_terms(spec: str) -> dict:
 
 
 def method_from_config(config: dict) -> ScoringMethod:
+    """A fitted method back from its ``get_config()`` (as saved in ``scorer.json``)."""
     if config["name"] == "combination":
         return Combination.from_config(config)
     return SCORES[config["name"]].from_config(config)

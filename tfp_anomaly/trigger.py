@@ -36,6 +36,7 @@ SCAN = ("ap_fixed<12,6,AP_RND,AP_SAT>", "ap_fixed<16,6,AP_RND,AP_SAT>", "ap_fixe
 
 
 def register(name):
+    """Decorator: register a :class:`TriggerScore` under ``name``."""
     def wrap(cls):
         cls.name = name
         TRIGGER_SCORES[name] = cls
@@ -44,6 +45,7 @@ def register(name):
 
 
 def get_trigger_score(score: str, model):
+    """The registered :class:`TriggerScore` ``score``, checked to apply to ``model``."""
     if score not in TRIGGER_SCORES:
         raise KeyError(f"unknown trigger score {score!r}; exportable: {', '.join(sorted(TRIGGER_SCORES))}")
     method = TRIGGER_SCORES[score]()
@@ -246,6 +248,7 @@ def to_hls(keras_model, precision: str, out_dir, reuse_factor: int = 1):
 
 
 def csim_scores(hls_model, x) -> np.ndarray:
+    """Scores of the compiled hls4ml model (bit-accurate C simulation) on ``x``."""
     flat = np.ascontiguousarray(np.asarray(x, np.float64).reshape(len(x), -1))
     return np.asarray(hls_model.predict(flat), np.float64).reshape(len(x))
 

@@ -45,6 +45,7 @@ ROLES = ("chief", "worker")
 
 
 def tuners() -> dict:
+    """The Keras Tuner classes by name (``search.tuner``)."""
     import keras_tuner as kt
 
     return {"random": kt.RandomSearch, "bayesian": kt.BayesianOptimization, "hyperband": kt.Hyperband}
@@ -87,6 +88,7 @@ def set_role(role: str | None, oracle: str | None, tuner_id: str | None) -> None
 
 
 def is_chief_or_alone() -> bool:
+    """True unless this process is a worker of a distributed search (keras-tuner's environment variables)."""
     return "KERASTUNER_ORACLE_IP" not in os.environ or "chief" in os.environ.get("KERASTUNER_TUNER_ID", "")
 
 
@@ -102,6 +104,7 @@ def _labelled_callback(config, settings, prepared):
 
 
 def make_tuner(config: dict, out_dir: Path, overwrite: bool = False, prepared=None):
+    """The configured Keras Tuner (``search.tuner``, objective, trials) over the hypermodel of ``config``."""
     import keras_tuner as kt
 
     settings = search_settings(config)

@@ -37,6 +37,7 @@ class SearchSpaceError(ValueError):
 
 
 def check_space(space: dict) -> None:
+    """Raise :class:`SearchSpaceError` naming the path of the first malformed declaration."""
     if not isinstance(space, dict) or not space:
         raise SearchSpaceError("search.space: a non-empty mapping of dotted configuration paths to declarations")
     for path, spec in space.items():
@@ -114,6 +115,7 @@ def sample_config(hp, base: dict, space: dict) -> dict:
 
 
 def get_path(config: dict, path: str):
+    """The value at a dotted configuration path."""
     node = config
     for key in path.split("."):
         if not isinstance(node, dict) or key not in node:

@@ -1,7 +1,7 @@
 """Data layer: event containers, readers for the formats physicists have, the object-grid
 representation, scalers, splits and ``tf.data`` pipelines.
 
-Everything here except :func:`make_dataset` works without importing TensorFlow.
+Everything here except :func:`make_dataset` and :func:`stream_dataset` works without importing TensorFlow.
 """
 from . import objects
 from .adc2021 import iter_adc2021, read_adc2021
@@ -13,7 +13,7 @@ from .formats import available as available_formats
 from .formats import open_events, read_events
 from .lhco import FeatureTable, iter_lhco_raw, read_lhco_raw, read_lhco_scalars
 from .preprocessing import SCALERS, Scaler, get_scaler
-from .representation import FEATURES, PRESETS, ObjectGrid
+from .representation import FEATURES, PRESETS, ObjectGrid, grid_chunks
 from .sample import load_sample
 from .splits import Split, split_background, split_indices
 
@@ -25,11 +25,18 @@ def make_dataset(*args, **kwargs):
     return _make_dataset(*args, **kwargs)
 
 
+def stream_dataset(*args, **kwargs):
+    """See :func:`tfp_anomaly.data.pipeline.stream_dataset` (imports TensorFlow on first use)."""
+    from .pipeline import stream_dataset as _stream_dataset
+
+    return _stream_dataset(*args, **kwargs)
+
+
 __all__ = [
     "objects", "Events", "concatenate", "DataFormatError", "SkipLog",
     "DarkMachinesReader", "iter_darkmachines", "read_darkmachines", "write_darkmachines",
     "iter_adc2021", "read_adc2021", "FeatureTable", "read_lhco_scalars", "iter_lhco_raw", "read_lhco_raw",
     "iter_cache", "read_cache", "write_cache", "open_events", "read_events", "available_formats",
     "ObjectGrid", "FEATURES", "PRESETS", "Scaler", "SCALERS", "get_scaler",
-    "Split", "split_indices", "split_background", "make_dataset", "load_sample",
+    "Split", "split_indices", "split_background", "make_dataset", "stream_dataset", "grid_chunks", "load_sample",
 ]

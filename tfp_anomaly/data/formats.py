@@ -45,6 +45,7 @@ FORMATS: dict[str, Format] = {}
 
 
 def register(fmt: Format) -> Format:
+    """Add a :class:`Format` to the registry (a new reader plugs in here)."""
     FORMATS[fmt.name] = fmt
     return fmt
 
@@ -62,6 +63,7 @@ register(Format("lhco-scalars", "LHC Olympics high-level jet features (pandas fi
 
 
 def available() -> list[str]:
+    """Names of the registered event file formats, in the order they are sniffed."""
     return list(FORMATS)
 
 

@@ -142,3 +142,14 @@ class ObjectGrid:
 
     def _features(self, e, pt, eta, phi) -> np.ndarray:
         return np.stack([FEATURES[f](e, pt, eta, phi) for f in self.features], axis=-1)
+
+
+def grid_chunks(path, grid, *, chunk_size: int = 100_000, format: str = "auto", **reader_kwargs):
+    """Stream ``(x, mask)`` on ``grid`` (an :class:`ObjectGrid`) from an event file of any
+    registered format, ``chunk_size`` events at a time: memory is bounded by the chunk, not the file.
+    ``reader_kwargs`` go to the format's reader (``unit``, ``on_error``, ...)."""
+    from .formats import open_events
+
+    for chunk in open_events(path, format, chunk_size=chunk_size, **reader_kwargs):
+        yield grid.transform(chunk)
+

@@ -20,6 +20,9 @@ tfb = tfp.bijectors
 
 @register("ffjord")
 class FFJORD(FlowLayer):
+    """Continuous flow dz/dt = f_θ(z, t[, context]) (an MLP of ``hidden_units``, tanh) solved to ``rtol``/``atol``;
+    exact trace up to ``exact_trace_max_dim`` dimensions, Hutchinson above (noise seeded by ``seed``)."""
+
     def __init__(self, hidden_units=(32, 32), rtol=1e-5, atol=1e-6, exact_trace_max_dim=16, seed=0, **kwargs):
         super().__init__(**kwargs)
         self.supports_jit = False  # the adaptive ODE solver's dynamic loop does not compile with XLA

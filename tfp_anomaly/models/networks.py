@@ -35,6 +35,7 @@ NETWORKS: dict[str, Network] = {}
 
 
 def register(name, needs_blocks=False):
+    """Decorator: register an ``(encoder, decoder)`` builder pair; ``needs_blocks``: the encoder also reads the slot mask."""
     def wrap(pair):
         NETWORKS[name] = Network(*pair, needs_blocks=needs_blocks)
         return pair

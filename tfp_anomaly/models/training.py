@@ -25,7 +25,7 @@ from . import strategies
 
 
 class NonFiniteLossError(FloatingPointError):
-    pass
+    """Training produced a NaN or infinite loss; the message names the epoch and step."""
 
 
 def _as_tensors(arrays):
@@ -57,10 +57,13 @@ def epoch_dataset(arrays, batch_size: int, seed: int, epochs: int, initial_epoch
 
 
 def validation_dataset(arrays, batch_size: int):
+    """Unshuffled batches of the validation arrays."""
     return tf.data.Dataset.from_tensor_slices(_as_tensors(arrays)).batch(batch_size)
 
 
 class StopOnNonFinite(keras.callbacks.Callback):
+    """Stop training at the first non-finite loss with :class:`NonFiniteLossError` naming epoch and step."""
+
     def on_epoch_begin(self, epoch, logs=None):
         self.epoch = epoch
 
@@ -106,6 +109,7 @@ class EpochCheckpoint(keras.callbacks.Callback):
 
 
 def read_state(run_dir) -> dict:
+    """The run directory's ``state.json`` (last epoch done, best validation loss), ``{}`` before the first epoch."""
     path = Path(run_dir) / "state.json"
     return json.loads(path.read_text()) if path.exists() else {}
 

@@ -49,6 +49,7 @@ def roc(background_scores, signal_scores) -> tuple[np.ndarray, np.ndarray]:
 
 
 def auc(background_scores, signal_scores) -> float:
+    """Area under the ROC curve (scikit-learn's ``roc_auc_score``; higher scores = signal-like)."""
     from sklearn.metrics import roc_auc_score
 
     return float(roc_auc_score(*labelled(background_scores, signal_scores)))
