@@ -23,6 +23,7 @@ OUT = ROOT / "docs" / "api.md"
 #: (module, one-line role); in the order a reader meets them (docs/getting-started.md)
 MODULES = [
     ("tfp_anomaly.data", "readers, the object grid, scalers, splits, tf.data pipelines"),
+    ("tfp_anomaly.data.pipeline", "tf.data pipelines, in memory or streamed from a file (imports TensorFlow)"),
     ("tfp_anomaly.flows", "normalizing flows as Keras layers over TFP bijectors"),
     ("tfp_anomaly.priors", "SWAE priors as TFP distributions"),
     ("tfp_anomaly.models", "the VAE, the SWAE and their networks"),

@@ -194,3 +194,10 @@ def test_api_reference_is_what_the_code_says():
     spec.loader.exec_module(build_api)
     assert (ROOT / "docs" / "api.md").read_text() == build_api.build(), \
         "docs/api.md is out of date: run `python docs/build_api.py` (make docs)"
+
+
+def test_every_page_is_reachable_from_the_readme():
+    """A page nobody links to is a page nobody reads: the README names every page of docs/."""
+    readme = (ROOT / "README.md").read_text()
+    missing = [p.name for p in PAGES[1:] if p.name not in readme]
+    assert not missing, f"README.md does not mention {missing}"
