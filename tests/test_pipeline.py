@@ -83,5 +83,8 @@ def test_stream_dataset_covers_the_file_once_per_pass_reproducibly(dm_file):
     assert not np.array_equal(x1, x2)  # a new permutation each pass ...
     x1_again, _ = one_pass(stream_dataset(dm_file, grid, batch_size=500, chunk_size=2000, seed=4, unit="GeV"))
     np.testing.assert_array_equal(x1, x1_again)  # ... and the same one for the same seed
+    resumed, _ = one_pass(stream_dataset(dm_file, grid, batch_size=500, chunk_size=2000, seed=4, first_epoch=1,
+                                         unit="GeV"))
+    np.testing.assert_array_equal(resumed, x2)  # a run resumed at epoch 1 sees the uninterrupted order
     first_chunk = {tuple(r) for r in x_all[:2000].reshape(2000, -1)}
     assert {tuple(r) for r in x1[:2000].reshape(2000, -1)} == first_chunk  # shuffled within chunks only

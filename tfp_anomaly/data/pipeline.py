@@ -32,17 +32,19 @@ def make_dataset(inputs, *, batch_size: int = 256, shuffle: bool = True, seed: i
 
 
 def stream_dataset(path, grid, *, batch_size: int = 256, chunk_size: int = 100_000, shuffle: bool = True,
-                   seed: int = 0, format: str = "auto", **reader_kwargs) -> tf.data.Dataset:
+                   seed: int = 0, first_epoch: int = 0, format: str = "auto", **reader_kwargs) -> tf.data.Dataset:
     """A ``tf.data.Dataset`` of ``{"x", "mask"}`` batches streamed from an event file too large for memory.
 
     Each pass over the dataset (one Keras epoch) reads the file afresh through :func:`grid_chunks`;
     with ``shuffle`` the events of every chunk are permuted by a generator seeded with (seed, pass), so
-    the order is reproducible and differs between epochs. Events of different chunks never share a
-    batch: a file sorted by process should be shuffled once (e.g. when it is written) before streaming.
+    the order is reproducible and differs between epochs; the first pass is epoch ``first_epoch`` (give
+    the epoch a resumed training starts at, and it sees the order of an uninterrupted run). Events of
+    different chunks never share a batch: a file sorted by process should be shuffled once (e.g. when
+    it is written) before streaming.
     Peak memory is about two chunks' object matrices (the one being read, the one being batched) plus
     TensorFlow's prefetch buffer.
     """
-    passes = itertools.count()
+    passes = itertools.count(first_epoch)
 
     def batches():
         rng = np.random.default_rng([seed, next(passes)])
