@@ -80,23 +80,17 @@ def _grid():
     return ObjectGrid.preset("darkflow")
 
 
-def _first_chunk(path: Path, chunk_size: int):
-    from tfp_anomaly.data import grid_chunks
-
-    return next(grid_chunks(path, _grid(), chunk_size=chunk_size))
-
-
 def stage_train(work: Path, args) -> dict:
     import keras
 
-    from tfp_anomaly.data import get_scaler, stream_dataset
+    from tfp_anomaly.data import get_scaler, grid_chunks, stream_dataset
     from tfp_anomaly.models import VAE
     from tfp_anomaly.models.training import compile_model
 
     cache = work / "events.h5"
-    x, mask = _first_chunk(cache, args.chunk_size)
-    scaler = get_scaler("standard", log_columns=[0, 1]).fit(x, mask)
-    del x, mask
+    first_chunk = next(grid_chunks(cache, _grid(), chunk_size=args.chunk_size))
+    scaler = get_scaler("standard", log_columns=[0, 1]).fit(*first_chunk)
+    del first_chunk
     keras.utils.set_random_seed(args.seed)
     model = VAE(_grid().shape, latent_dim=15, network={"type": "conv", "hidden": 20}, scaler=scaler.get_config(),
                 seed=args.seed)
@@ -111,18 +105,19 @@ def stage_train(work: Path, args) -> dict:
 def stage_score(work: Path, args) -> dict:
     import h5py
 
+    from tfp_anomaly._atomic import atomic_path
     from tfp_anomaly.data import grid_chunks, load_sample
     from tfp_anomaly.evaluate import load_run_model
     from tfp_anomaly.report.metrics import auc
-    from tfp_anomaly.scoring import Scorer
+    from tfp_anomaly.scoring import Scorer, compute_terms
 
     model = load_run_model(work)
     cache = work / "events.h5"
     scorer, written = None, 0
-    with h5py.File(work / "scores.h5", "w") as out:
+    with atomic_path(work / "scores.h5") as tmp, h5py.File(tmp, "w") as out:
         for x, mask in grid_chunks(cache, _grid(), chunk_size=args.chunk_size):
             inputs = {"x": x, "mask": mask}
-            terms = Scorer().terms(model, inputs)
+            terms = compute_terms(model, inputs)
             scorer = scorer or Scorer().fit(model, inputs, terms=terms)
             for name, values in scorer.score(model, inputs, terms=terms).items():
                 if name not in out:
@@ -190,7 +185,7 @@ def to_markdown(table: pd.DataFrame, info: dict, args, argv) -> str:
         markdown_table(table.astype({"events/s": int, "peak MiB": int}), digits=1), "",
         f"Training loss after the epoch: {info['train']['loss']:.3f}. The {info['score']['scores']} scores were "
         f"written for all {info['score']['events']:,} events; AUC of the embedded signals against the first "
-        f"{CHECK_EVENTS:,} streamed events (a sanity check of the one-epoch model): "
+        f"{min(CHECK_EVENTS, info['score']['events']):,} streamed events (a sanity check of the one-epoch model): "
         + ", ".join(f"{name} {value:.3f}" for name, value in best) + ".",
         MARK])
 
