@@ -33,6 +33,7 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/main_job.py --markdown docs/benchmarks.md
 	$(BIN)/python benchmarks/searches.py --markdown docs/benchmarks.md
 	$(BIN)/python benchmarks/lhco_quality.py --markdown docs/benchmarks.md
+	$(BIN)/python benchmarks/flow_posteriors.py --markdown docs/benchmarks.md
 	$(BIN)/python benchmarks/architectures.py --markdown docs/benchmarks.md
 	$(BIN)/python benchmarks/trigger_export.py --markdown docs/benchmarks.md
 

@@ -9,7 +9,7 @@ changes. Default data: the embedded sample.
 import argparse
 import sys
 
-from tfp_anomaly.demo import BASE, CONV, add_comparison_arguments, comparison_inputs, print_result, run_comparison
+from tfp_anomaly.demo import BASE, CONV, ELBO, add_comparison_arguments, comparison_inputs, print_result, run_comparison
 
 #: name → (flow chain, step options); the families of the flow library, at the usual depths
 FLOWS = {
@@ -30,10 +30,10 @@ def main(argv=None) -> int:
                         choices=list(FLOWS))
     args = parser.parse_args(argv)
     base, settings = comparison_inputs(args, BASE)
-    models = {"ConvVAE": {"type": "vae", **CONV}}
+    models = {"ConvVAE": {"type": "vae", **CONV, **ELBO}}
     for name in args.flows:
         chain, options = FLOWS[name]
-        models[f"ConvVAE + {name}"] = {"type": "vae", **CONV, "flow": chain, "flow_kwargs": options}
+        models[f"ConvVAE + {name}"] = {"type": "vae", **CONV, **ELBO, "flow": chain, "flow_kwargs": options}
     result = run_comparison(models, args.out, base, settings, args.published, title="ConvVAE posteriors")
     print_result(result, args.out)
     return 0

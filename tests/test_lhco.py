@@ -20,13 +20,18 @@ def test_scalar_files_event_counts_and_labels(lhco_scalar_dir):
 def test_scalar_policies_are_applied_and_counted(lhco_scalar_dir):
     table = read_lhco_scalars(sorted(lhco_scalar_dir.glob("scalars_*.h5")))
     report = table.report
-    assert sum(report["nonfinite"].values()) == 14 and report["dropped_events"] == 7
+    assert sum(report["nonfinite"].values()) == 12 and report["dropped_events"] == 7
     assert len(table) == sum(COUNTS.values()) - 7
     assert np.isfinite(table.features).all()
     assert report["constant_columns"] == ["nj"]
-    assert report["duplicate_columns"] == {"tau21_2": "tau32_2", "tau21_1": "tau32_1"}
-    assert "phi_1" not in table.names and "nj" not in table.names and "tau21_1" not in table.names
-    assert len(table.names) == 46 - 2 - 1 - 2
+    # the files' tau21 columns copy tau32 (an upstream bug): recomputed as tau2/tau1, not dropped
+    assert report["recomputed_columns"] == ["tau21_1", "tau21_2"] and report["duplicate_columns"] == {}
+    assert "phi_1" not in table.names and "nj" not in table.names and "tau21_1" in table.names
+    assert len(table.names) == 46 - 2 - 1
+    t21 = {n: table.features[:, table.names.index(n)] for n in ("tau1_2", "tau2_2", "tau21_2")}
+    np.testing.assert_allclose(t21["tau21_2"], t21["tau2_2"] / t21["tau1_2"], rtol=1e-12)
+    copies = read_lhco_scalars(sorted(lhco_scalar_dir.glob("scalars_*.h5")), recompute_tau21=False).report
+    assert copies["duplicate_columns"] == {"tau21_2": "tau32_2", "tau21_1": "tau32_1"}
     mjj = table.features[:, table.names.index("mjj")]
     assert 1000 < np.median(mjj) < 6000  # GeV: dijet masses of a 13 TeV R&D sample
     # the tau32 column really is tau3/tau2 of the same jet

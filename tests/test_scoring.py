@@ -39,8 +39,11 @@ def test_combinations_standardise_each_term_on_background():
                 + (new["kl"] - terms["kl"].mean()) / terms["kl"].std())
     np.testing.assert_allclose(combo.score(new), expected)
     rank = scoring.get_method("rank:mse+kl").fit(terms)
-    cdf = rank.score({"mse": np.array([np.median(terms["mse"]), 1e9]), "kl": np.array([np.median(terms["kl"]), 1e9])})
-    np.testing.assert_allclose(cdf, [1.0, 2.0], atol=2e-3)  # each term its background CDF: ½ + ½, then 1 + 1
+    top = {k: v.max() for k, v in terms.items()}
+    cdf = rank.score({"mse": np.array([np.median(terms["mse"]), top["mse"], top["mse"] + 1, top["mse"] + 2]),
+                      "kl": np.array([np.median(terms["kl"]), top["kl"], top["kl"] + 1, top["kl"] + 2])})
+    np.testing.assert_allclose(cdf[:2], [1.0, 2.0], atol=2e-3)  # each term its background CDF: ½ + ½, then 1 + 1
+    assert 2.0 < cdf[2] < cdf[3]  # beyond the background the order is kept (no tie at 1 + 1)
     restored = scoring.method_from_config(rank.get_config())
     np.testing.assert_allclose(restored.score(new), rank.score(new))
 
@@ -71,8 +74,8 @@ def test_all_picks_the_methods_that_apply(models):
     x = np.random.default_rng(3).normal(size=(300, 5)).astype("float32")
     chosen = {name: set(scoring.Scorer("all").fit(model, x).methods) for name, model in models.items()}
     combos = {"mse+mahalanobis", "rank:mse+mahalanobis", "rank:input_norm+mahalanobis"}
-    common = {"mse", "input_norm", "latent_norm", "mahalanobis"}
-    assert chosen["vae"] == common | {"total_loss", "kl", "rz", "latent_logp"} | combos
+    common = {"mse", "reconstruction", "input_norm", "latent_norm", "mahalanobis", "latent_flow"}
+    assert chosen["vae"] == common | {"total_loss", "kl", "rz", "latent_logp", "iwae", "elbo"} | combos
     assert chosen["swae_uniform"] == common | combos  # flat prior: no latent_logp
     assert chosen["swae_ring"] == common | {"radial", "latent_logp"} | combos
     with pytest.raises(scoring.ScoringError, match="'kl' does not apply to this model"):

@@ -6,7 +6,7 @@
     tfp-anomaly train CONFIG.yaml [--override key=value ...] [--run-dir DIR] [--overwrite] [--print-config]
     tfp-anomaly generate --process P [P ...] (--events N | --mix N) [--selection S] [--seed S] --out FILE
     tfp-anomaly tune SEARCH.yaml [--out DIR] [--overwrite] [--role chief|worker --oracle HOST:PORT]
-    tfp-anomaly score RUN_DIR [RUN_DIR ...] [--methods M ...] [--signal FILE ...]
+    tfp-anomaly score RUN_DIR [RUN_DIR ...] [--methods M ...] [--background FILE ...] [--signal FILE ...]
     tfp-anomaly report RUN_DIR [RUN_DIR ...] --out DIR [--published CSV] [--channel C]
     tfp-anomaly demo [--out DIR] [--quick] [--published CSV]
     tfp-anomaly export-hls RUN_DIR [--score mahalanobis] [--precision P] [--scan P ...] [--out DIR]
@@ -150,8 +150,11 @@ def cmd_tune(args) -> int:
 
 
 def cmd_score(args) -> int:
-    from .evaluate import score_run
+    from .evaluate import check_background_files, score_run
 
+    if args.background:  # a wrong file fails before any slow work
+        for run_dir in args.run_dirs:
+            check_background_files(run_dir, args.background)
     signals = None
     if args.signal:
         from .evaluate import run_config
@@ -163,9 +166,10 @@ def cmd_score(args) -> int:
     for run_dir in args.run_dirs:
         result = score_run(run_dir, methods=args.methods if args.methods else "all", signals=signals,
                            batch_size=args.batch_size, max_signal_events=args.max_signal_events,
-                           progress=args.progress)
+                           progress=args.progress, background=args.background)
+        origin = "test" if args.background is None else "independent"
         print(f"{run_dir}: {len(result.methods)} scores ({', '.join(result.methods)}) of "
-              f"{len(next(iter(result.background.values()))):,} test background events and "
+              f"{len(next(iter(result.background.values()))):,} {origin} background events and "
               f"{', '.join(f'{n} ({len(next(iter(s.values()))):,})' for n, s in result.signals.items())} "
               f"-> {Path(run_dir) / 'scores.h5'}")
     return 0
@@ -286,10 +290,13 @@ def build_parser() -> argparse.ArgumentParser:
     tune.add_argument("--verbose", type=int, default=0, help="Keras progress output per trial (0, 1, 2)")
     tune.set_defaults(func=cmd_tune)
 
-    score = commands.add_parser("score", help="score trained runs: every applicable method, test background and signals")
+    score = commands.add_parser("score", help="score trained runs: every applicable method, unseen background and signals")
     score.add_argument("run_dirs", nargs="+", help="run directories of tfp-anomaly train")
     score.add_argument("--methods", nargs="+", default=None,
                        help="scoring methods (default: all that apply), e.g. mse mahalanobis mse+mahalanobis")
+    score.add_argument("--background", nargs="+", default=None, metavar="FILE",
+                       help="an independent background to score instead of the run's test split "
+                            "(read with the run's data options; the scores are still fitted on its training part)")
     score.add_argument("--signal", nargs="+", default=None, metavar="FILE",
                        help="signal files (default: the configuration's data.signals)")
     score.add_argument("--max-signal-events", type=int, default=None)

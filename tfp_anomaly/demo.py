@@ -29,18 +29,22 @@ BASE = {
     "training": {"epochs": 15, "batch_size": 256, "learning_rate": 1e-3, "clipnorm": 10.0, "seed": 0,
                  "early_stopping": {"patience": 3}, "verbose": 0},
 }
-CONV = {"latent_dim": 15, "network": {"type": "conv", "hidden": 20}, "reconstruction": "mse"}
+CONV = {"latent_dim": 15, "network": {"type": "conv", "hidden": 20}}
+#: the VAEs' loss: the negative ELBO with a Gaussian likelihood (learned scale per feature) summed over the
+#: real features, and free bits; the SWAEs keep DarkFlow's masked MSE (their SW term is on its own scale)
+ELBO = {"reconstruction": "gaussian", "free_bits": 0.5}
+SWAE = {"reconstruction": "mse", "lam": 1.0}
 
 #: model name → model section
 MODELS = {
-    "ConvVAE": {"type": "vae", **CONV},
-    "ConvVAE + Planar×6": {"type": "vae", **CONV, "flow": "planar*6", "flow_kwargs": {"amortized": True}},
-    "ConvVAE + IAF×4": {"type": "vae", **CONV, "flow": "iaf, reverse, iaf, reverse, iaf, reverse, iaf",
+    "ConvVAE": {"type": "vae", **CONV, **ELBO},
+    "ConvVAE + Planar×6": {"type": "vae", **CONV, **ELBO, "flow": "planar*6", "flow_kwargs": {"amortized": True}},
+    "ConvVAE + IAF×4": {"type": "vae", **CONV, **ELBO, "flow": "iaf, reverse, iaf, reverse, iaf, reverse, iaf",
                         "flow_kwargs": {"hidden_units": [64, 64]}},
-    "ConvSWAE gaussian": {"type": "swae", **CONV, "prior": "gaussian", "lam": 1.0},
-    "ConvSWAE uniform": {"type": "swae", **CONV, "prior": "uniform", "lam": 1.0},
-    "ConvSWAE ring": {"type": "swae", **CONV, "prior": "ring", "prior_kwargs": {"radius": 1.0, "radial_noise": 0.1},
-                      "lam": 1.0},
+    "ConvSWAE gaussian": {"type": "swae", **CONV, **SWAE, "prior": "gaussian"},
+    "ConvSWAE uniform": {"type": "swae", **CONV, **SWAE, "prior": "uniform"},
+    "ConvSWAE ring": {"type": "swae", **CONV, **SWAE, "prior": "ring",
+                      "prior_kwargs": {"radius": 1.0, "radial_noise": 0.1}},
 }
 
 #: what --quick changes: fewer background and signal events, fewer epochs, fewer bootstrap resamples

@@ -93,20 +93,15 @@ class AnomalyDetector(BaseEstimator):
         return self._train(dict(self.model or {"type": "vae"}), X)
 
     def _train(self, spec, X):
-        import keras
-
         from .data import get_scaler
-        from .experiment import model_class
+        from .experiment import build_model
         from .models.training import train
 
         split = split_indices(_length(X), (1.0 - self.validation_fraction, self.validation_fraction, 0.0), self.seed + 1)
         train_x, val_x = _rows(X, split.train), _rows(X, split.val)
         arrays = train_x if isinstance(train_x, dict) else {"x": train_x}
         scaler = get_scaler(self.scaler).fit(arrays["x"], arrays.get("mask"))
-        cls = model_class({"model": spec})
-        options = {k: v for k, v in spec.items() if k != "type"}
-        keras.utils.set_random_seed(self.seed)
-        model = cls(_shape(X), scaler=scaler.get_config(), seed=self.seed, **options)
+        model = build_model({"model": spec, "training": {"seed": self.seed}}, _shape(X), scaler.get_config())
         model, history = train(model, train_x, val_x if len(split.val) else None, epochs=self.epochs,
                                batch_size=self.batch_size, seed=self.seed, learning_rate=self.learning_rate,
                                verbose=self.verbose)

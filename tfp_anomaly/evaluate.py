@@ -1,10 +1,13 @@
 """Score a trained run directory (``tfp-anomaly score``): every applicable scoring method, fitted on the
-run's training background, applied to its held-out test background and to each signal.
+run's training background, applied to a background the model never saw and to each signal.
 
-The background is read again from the run's configuration and split with its seed; the split is
-checked against the run's ``split.npz``, so scores are never computed on events the model trained on
-when the input files changed. Writes ``scores.h5`` (:class:`tfp_anomaly.report.ScoredRun`) and
-``scorer.json`` (the fitted scoring statistics) into the run directory.
+The training background is read again from the run's configuration and split with its seed; the split
+is checked against the run's ``split.npz``, so scores are never computed on events the model trained on
+when the input files changed. The background scored is the run's held-out test split, or an
+independent background (``score --background FILE ...``), as the Dark Machines challenge and real
+analyses evaluate. Writes ``scores.h5`` (:class:`tfp_anomaly.report.ScoredRun`, its ``meta["background"]``
+saying which background was scored) and ``scorer.json`` (the fitted scoring statistics) into the run
+directory.
 """
 from __future__ import annotations
 
@@ -15,9 +18,10 @@ import numpy as np
 import yaml
 
 from ._atomic import atomic_path
-from .experiment import RUN_CONFIG, load_signals, model_input, prepare_data
+from .data import formats
+from .experiment import RUN_CONFIG, load_signals, model_input, prepare_data, read_files
 from .report.results import LATENT_ROWS, SCORES_FILE, ScoredRun
-from .scoring import Scorer
+from .scoring import Scorer, member_terms
 
 
 def load_run_model(run_dir: Path):
@@ -54,7 +58,8 @@ def describe(model, config: dict, summary: dict) -> dict:
     return {"type": config["model"]["type"], "prior": str(getattr(model, "prior_name", "") or ""),
             "flow": str(getattr(model, "flow_spec", "") or ""), "latent_dim": int(model.latent_dim),
             "parameters": int(model.count_params()), "epochs": summary.get("epochs_done"),
-            "train_events": (summary.get("events") or {}).get("train")}
+            "train_events": (summary.get("events") or {}).get("train"),
+            "ensemble": int(getattr(model, "ensemble_size", 1)), "diagnostics": summary.get("diagnostics")}
 
 
 def read_history(run_dir: Path) -> dict | None:
@@ -68,13 +73,100 @@ def read_history(run_dir: Path) -> dict | None:
     return {c: frame[c].astype(float).tolist() for c in frame.columns if c != "epoch"}
 
 
+#: ``meta["background"]`` of a run scored on its own held-out test split
+TEST_SPLIT = "test split"
+#: the input of each kind in words, with its shape per event (error messages)
+INPUT_WORDS = {"events": "events on an object grid of shape {}", "table": "a feature table of shape {}"}
+
+
+def run_input_shape(run_dir: Path) -> tuple:
+    """The shape of one event the run's model takes: ``summary.json``'s ``input_shape``, else the model's."""
+    path = Path(run_dir) / "summary.json"
+    summary = json.loads(path.read_text()) if path.exists() else {}
+    if "input_shape" in summary:
+        return tuple(int(n) for n in summary["input_shape"])
+    return tuple(load_run_model(Path(run_dir)).event_shape)
+
+
+def input_kind(shape: tuple) -> str:
+    """``"events"`` for an object grid (rows × features per event), ``"table"`` for a feature vector."""
+    return "events" if len(shape) == 2 else "table"
+
+
+def describe_input(shape: tuple) -> str:
+    """Model input of ``shape`` per event, in words: ``events on an object grid of shape (14, 4)``."""
+    return INPUT_WORDS[input_kind(shape)].format(tuple(shape))
+
+
+def check_background_files(run_dir, paths, config: dict | None = None, shape: tuple | None = None) -> list[Path]:
+    """``paths`` as Paths, checked without reading them: each exists and holds the kind of input the run
+    was trained on (events or a feature table). Raises naming the file and the input the run's model
+    takes; ``config`` and ``shape`` default to the run's."""
+    run_dir = Path(run_dir)
+    config = run_config(run_dir) if config is None else config
+    shape = run_input_shape(run_dir) if shape is None else tuple(shape)
+    paths = [Path(p) for p in ([paths] if isinstance(paths, (str, Path)) else paths)]
+    if not paths:
+        raise ValueError("--background: no file given")
+    for path in paths:
+        if not path.exists():
+            raise FileNotFoundError(f"background file not found: {path}")
+        name = config["data"]["format"]
+        fmt = formats.detect(path) if name == "auto" else formats.get(name)
+        if fmt.kind != input_kind(shape):
+            holds = "events" if fmt.kind == "events" else "a feature table"
+            raise ValueError(f"{path}: holds {holds} ({fmt.name}), but the model of run {run_dir} takes "
+                             f"{describe_input(shape)}")
+    return paths
+
+
+def read_background(config: dict, paths: list[Path]):
+    """(Events or FeatureTable of background only, events with truth label 1 removed) of ``paths``, read
+    with the run's ``data`` options as :func:`tfp_anomaly.experiment.load_background` reads its files."""
+    table, _ = read_files(config, paths, "--background")
+    labels = table.labels if hasattr(table, "labels") else table.label
+    keep = np.ones(len(table), bool) if labels is None else labels == 0
+    if not keep.any():
+        raise ValueError(f"{', '.join(str(p) for p in paths)}: no background event to score "
+                         f"({len(table)} events, all with truth label 1)")
+    return table[np.flatnonzero(keep)], int((~keep).sum())
+
+
+def check_input(x, shape: tuple, source: str) -> None:
+    """Raise naming ``source`` when model input ``x`` ({"x", "mask"} or array) is empty or not ``shape``
+    per event."""
+    x = x["x"] if isinstance(x, dict) else np.asarray(x)
+    if len(x) == 0:
+        raise ValueError(f"{source}: no background event to score")
+    if tuple(x.shape[1:]) != tuple(shape):
+        raise ValueError(f"{source}: gives {describe_input(x.shape[1:])}, but the run's model takes "
+                         f"{describe_input(shape)}")
+
+
+def background_input(run_dir: Path, config: dict, background) -> tuple:
+    """(model input, meta) of an independent ``background``: files (read, label-1 events removed and
+    counted, put on the run's grid or feature matrix) or model input as given; checked against the run."""
+    shape = run_input_shape(run_dir)
+    if isinstance(background, (dict, np.ndarray)):
+        check_input(background, shape, "background")
+        return background, {"background": "model input given to score_run"}
+    paths = check_background_files(run_dir, background, config, shape)
+    table, removed = read_background(config, paths)
+    x = model_input(config, table)
+    check_input(x, shape, ", ".join(str(p) for p in paths))
+    return x, {"background": [str(p.resolve()) for p in paths], "background_signal_events_removed": removed}
+
+
 def score_run(run_dir, methods="all", signals: dict | None = None, name: str | None = None,
               batch_size: int = 4096, seed: int = 0, max_signal_events: int | None = None,
-              progress: bool = False) -> ScoredRun:
+              progress: bool = False, background=None) -> ScoredRun:
     """Score the run in ``run_dir``; ``signals`` ({name: Events/FeatureTable/array}) default to the
-    configuration's ``data.signals``. Returns the :class:`ScoredRun` (also saved as ``scores.h5``)."""
+    configuration's ``data.signals``. ``background`` (files, or model input {"x", "mask"} / array) is
+    scored instead of the run's test split; the scores are fitted on the training background either way.
+    Returns the :class:`ScoredRun` (also saved as ``scores.h5``)."""
     run_dir = Path(run_dir)
     config = run_config(run_dir)
+    independent = None if background is None else background_input(run_dir, config, background)
     model = load_run_model(run_dir)
     prepared = prepare_data(config)
     check_split(run_dir, prepared.split)
@@ -82,15 +174,17 @@ def score_run(run_dir, methods="all", signals: dict | None = None, name: str | N
     signals = load_signals(config, max_signal_events) if signals is None else signals
     if not signals:
         raise ValueError(f"{run_dir}: no signal to score: set data.signals in the configuration or pass --signal")
-    samples = {"background": prepared.parts["test"],
+    x_background, origin = independent or (prepared.parts["test"], {"background": TEST_SPLIT})
+    samples = {"background": x_background,
                **{n: (s if isinstance(s, (dict, np.ndarray)) else model_input(config, s)) for n, s in signals.items()}}
     scores, latent = {}, {}
     for sample, x in samples.items():
         terms = scorer.terms(model, x, progress=progress)
         scores[sample] = scorer.score(model, x, terms=terms)
-        latent[sample] = terms["latent"][:LATENT_ROWS]
+        first = member_terms(terms, 0) if getattr(model, "ensemble_size", 1) > 1 else terms  # plots: member 0
+        latent[sample] = first["latent"][:LATENT_ROWS]
     summary = json.loads((run_dir / "summary.json").read_text()) if (run_dir / "summary.json").exists() else {}
-    meta = {**describe(model, config, summary), "run_dir": str(run_dir),
+    meta = {**describe(model, config, summary), "run_dir": str(run_dir), **origin,
             "encoder_only": sorted(n for n, m in scorer.methods.items() if m.encoder_only)}
     background = scores.pop("background")
     result = ScoredRun(name or run_dir.name, meta, background, scores, latent, read_history(run_dir))

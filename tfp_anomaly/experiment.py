@@ -13,7 +13,8 @@ Steps, each a function a user can call on its own:
    its options checked against the class signature, with the fitted scaler inside it.
 4. :func:`run`: train into ``RUN_DIR`` (``config.yaml``, ``data.json``, ``split.npz``,
    ``last.keras`` + ``state.json`` after every epoch, ``best.keras``, ``history.csv``, ``model.keras``,
-   ``summary.json``), resuming an interrupted run of the same configuration.
+   ``summary.json``, with the latent diagnostics of a VAE on the validation part:
+   :mod:`tfp_anomaly.diagnostics`), resuming an interrupted run of the same configuration.
 """
 from __future__ import annotations
 
@@ -30,6 +31,7 @@ from ._atomic import atomic_path
 from ._signature import constructor_keywords
 from .data import ObjectGrid, Scaler, concatenate, formats, get_scaler, load_sample, read_lhco_scalars, split_indices
 from .data.sample import manifest as sample_manifest
+from .diagnostics import has_latent_posterior, latent_diagnostics
 
 RUN_CONFIG = "config.yaml"
 
@@ -190,8 +192,9 @@ SET_BY_RUN = {"input_shape", "seed", "scaler", "stage"}  # stage: by training.fl
 
 def model_options(cls) -> set[str]:
     """The options the ``model`` section may set: the class's keyword arguments (its own and its
-    bases'), less :data:`SET_BY_RUN` (``training.seed``, the scaler fitted on the training part)."""
-    return constructor_keywords(cls, package="tfp_anomaly") - SET_BY_RUN
+    bases'), less :data:`SET_BY_RUN` (``training.seed``, the scaler fitted on the training part),
+    plus ``ensemble`` (K members, :func:`tfp_anomaly.models.make_model`)."""
+    return (constructor_keywords(cls, package="tfp_anomaly") - SET_BY_RUN) | {"ensemble"}
 
 
 def _with_grid_blocks(config: dict, options: dict, input_shape) -> dict:
@@ -210,6 +213,8 @@ def build_model(config: dict, input_shape, scaler_config: dict | None):
     """The configured model, its options checked against the class signature, the fitted scaler inside it."""
     import keras
 
+    from .models import make_model
+
     cls = model_class(config)
     options = {k: v for k, v in config["model"].items() if k != "type"}
     known = model_options(cls)
@@ -220,7 +225,7 @@ def build_model(config: dict, input_shape, scaler_config: dict | None):
     options = _with_grid_blocks(config, options, input_shape)
     seed = int(config["training"]["seed"])
     keras.utils.set_random_seed(seed)  # weight initialisation
-    model = cls(tuple(input_shape), scaler=scaler_config, seed=seed, **options)
+    model = make_model(cls, tuple(input_shape), scaler=scaler_config, seed=seed, **options)
     model.build()
     return model
 
@@ -322,5 +327,7 @@ def run(config: dict, run_dir, overwrite: bool = False, callbacks=()) -> dict:
                "train_seconds": round(earlier + seconds, 2), "final": {k: v[-1] for k, v in logs.items() if v},
                "best_val_loss": read_state(run_dir).get("best"),
                "events": prepared.report["split"]}
+    if has_latent_posterior(model):
+        summary["diagnostics"] = latent_diagnostics(model, prepared.parts["val"], seed=int(training["seed"]))
     _write_json(run_dir / "summary.json", summary)
     return summary

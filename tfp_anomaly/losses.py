@@ -39,9 +39,21 @@ def _slot_mask(x, mask):
 
 class Reconstruction:
     """A reconstruction term: the decoder emits ``params_per_feature`` numbers per input feature;
-    ``loss(x, out, mask)`` is per event; ``point(out)`` is the point reconstruction (for MSE scores)."""
+    ``loss(x, out, mask)`` is per event; ``point(out)`` is the point reconstruction (for MSE scores).
+    ``is_likelihood``: the loss is −log p(x|z) (in nats, summed over the real features), so it adds to a
+    KL into a true ELBO and enters the importance-weighted bound; ``create_weights(model, n_features)``
+    lets a term own Keras weights of the model (a learned scale)."""
 
     params_per_feature = 1
+    is_likelihood = False
+
+    def create_weights(self, model, n_features: int) -> None:
+        """Add this term's weights to ``model`` (none by default)."""
+
+    @property
+    def variables(self) -> list:
+        """The weights this term added to its model (a flow-only training stage freezes them)."""
+        return []
 
     def point(self, out):
         return out
@@ -85,9 +97,60 @@ class Chamfer(Reconstruction):
 
 _LOG_2PI = math.log(2.0 * math.pi)
 
+#: log σ of a Gaussian reconstruction is clamped to this range: σ ≥ 1e-3 of a scaled feature keeps
+#: (x − μ)²/σ² finite in float32 and stops a near-perfectly reconstructed feature dominating the loss
+LOG_SCALE_RANGE = (-7.0, 7.0)
+
 
 def _gaussian_nll(x, mu, log_sigma):
     return 0.5 * tf.square((x - mu) * tf.exp(-log_sigma)) + log_sigma + 0.5 * _LOG_2PI
+
+
+def _sum_real(nll, x, mask):
+    """Σ over features (and over the real slots of an object matrix) of per-feature NLLs."""
+    if len(x.shape) == 2:
+        return tf.reduce_sum(nll, axis=-1)
+    return tf.reduce_sum(tf.reduce_sum(nll, axis=-1) * _slot_mask(x, mask), axis=-1)
+
+
+@register("gaussian")
+class GaussianLikelihood(Reconstruction):
+    """−log p(x | z) = Σ_{real slots, features f} [ (x_f − x̂_f)² / (2σ_f²) + log σ_f + ½ log 2π ]:
+    a Gaussian per feature around the decoder's output, *summed* over the real (unmasked) features,
+    so it is in nats like the KL and reconstruction + KL is the negative ELBO.
+
+    ``scale="learned"`` (default): one σ_f per feature column, a model weight trained with the rest
+    (homoscedastic; the "calibrated decoder" of Rybkin, Daniilidis & Levine 2021, arXiv:2006.13202).
+    A learned σ sets the weight of the reconstruction against the KL from the data instead of a hand
+    tuned β, which is what keeps the posterior from collapsing onto the prior. A number fixes σ for
+    every feature (σ = 1/√2 makes the loss the summed squared error plus a constant)."""
+
+    is_likelihood = True
+
+    def __init__(self, scale="learned"):
+        if scale != "learned" and not (isinstance(scale, (int, float)) and scale > 0):
+            raise ValueError(f"gaussian reconstruction: scale must be 'learned' or a positive number, got {scale!r}")
+        self.scale = scale
+        self.log_scale = None
+
+    def create_weights(self, model, n_features):
+        if self.scale == "learned":
+            self.log_scale = model.add_weight(shape=(n_features,), initializer="zeros", name="reconstruction_log_scale")
+
+    @property
+    def variables(self):
+        return [] if self.log_scale is None else [self.log_scale]
+
+    def _log_sigma(self, x):
+        if self.log_scale is None:
+            return tf.fill(tf.shape(x)[-1:], tf.constant(math.log(float(self.scale)), x.dtype))
+        return tf.clip_by_value(tf.cast(self.log_scale, x.dtype), *LOG_SCALE_RANGE)
+
+    def loss(self, x, out, mask=None):
+        return _sum_real(_gaussian_nll(x, out, self._log_sigma(x)), x, mask)
+
+    def get_config(self):
+        return {"name": self.loss_name, "scale": self.scale}
 
 
 # Per-feature negative log-likelihoods: (x, params (..., k)) -> (...). Clamps noted where needed.
@@ -110,10 +173,12 @@ FEATURE_MEANS = {
 
 @register("likelihood")
 class FeatureLikelihood(Reconstruction):
-    """−log p(x | decoder) with one distribution per feature column, as in Cerri et al. 2018
-    (arXiv:1811.10276): ``gaussian`` (μ, log σ), ``lognormal`` (for positive quantities such as pT;
-    use it on unscaled or log-free columns) and ``bernoulli`` (for 0/1 flags). Summed over features,
-    averaged over real slots."""
+    """−log p(x | decoder) with one distribution per feature column whose parameters the decoder emits
+    for every event, as in Cerri et al. 2019 (arXiv:1811.10276): ``gaussian`` (μ, log σ), ``lognormal``
+    (for positive quantities such as pT; use it on unscaled or log-free columns) and ``bernoulli`` (for
+    0/1 flags). Summed over the features of the real slots: a negative log-likelihood in nats."""
+
+    is_likelihood = True
 
     def __init__(self, features=("gaussian",)):
         self.features = list(features)
@@ -128,11 +193,9 @@ class FeatureLikelihood(Reconstruction):
 
     def loss(self, x, out, mask=None):
         params = self._split(out)
-        nll = tf.add_n([FEATURE_LIKELIHOODS[f][1](x[..., i], params[..., i, :]) for i, f in enumerate(self.features)])
-        if len(x.shape) == 2:
-            return nll
-        m = _slot_mask(x, mask)
-        return tf.reduce_sum(nll * m, axis=-1) / tf.maximum(tf.reduce_sum(m, axis=-1), 1.0)
+        nll = tf.stack([FEATURE_LIKELIHOODS[f][1](x[..., i], params[..., i, :]) for i, f in enumerate(self.features)],
+                       axis=-1)
+        return _sum_real(nll, x, mask)
 
     def point(self, out):
         params = self._split(out)
@@ -142,9 +205,20 @@ class FeatureLikelihood(Reconstruction):
         return {"name": self.loss_name, "features": self.features}
 
 
+def gaussian_kl_per_dim(mu, log_var):
+    """KL(N(μ_i, σ_i²) ‖ N(0, 1)) of each latent dimension, (batch, d): ½ (μ² + σ² − 1 − log σ²)."""
+    return 0.5 * (tf.square(mu) + tf.exp(log_var) - 1.0 - log_var)
+
+
 def gaussian_kl(mu, log_var):
     """KL(N(μ, σ²) ‖ N(0, I)) in closed form, per event: ½ Σ (μ² + σ² − 1 − log σ²)."""
-    return 0.5 * tf.reduce_sum(tf.square(mu) + tf.exp(log_var) - 1.0 - log_var, axis=-1)
+    return tf.reduce_sum(gaussian_kl_per_dim(mu, log_var), axis=-1)
+
+
+def log_mean_exp(log_w, axis=-1):
+    """log (1/K) Σ_k exp(log w_k) along ``axis``, computed stably (logsumexp − log K)."""
+    k = tf.cast(tf.shape(log_w)[axis], log_w.dtype)
+    return tf.reduce_logsumexp(log_w, axis=axis) - tf.math.log(k)
 
 
 def flow_kl(log_q0, sum_log_det, log_p_zk):

@@ -7,6 +7,7 @@ background (Mahalanobis, radial, combinations) are fitted on the *training* back
 
 =================  =====================================================================================
 ``mse``            masked mean squared error of the point reconstruction (scaled features)
+``reconstruction`` the model's own reconstruction loss: −log p(x|z) for a likelihood reconstruction
 ``chamfer``        Chamfer distance between input and reconstructed object rows (object matrices only)
 ``input_norm``     mean square of the scaled input (with the Gauss-rank scaler: a marginal-outlier χ²)
 ``total_loss``     the VAE's per-event loss, reconstruction + β·KL (the negative ELBO for β = 1)
@@ -17,10 +18,18 @@ background (Mahalanobis, radial, combinations) are fitted on the *training* back
                    Ledoit-Wolf shrinkage (Ledoit & Wolf 2004)
 ``radial``         | ‖z‖ − r₀ |, r₀ the median background radius (SWAE with a sphere or ring prior)
 ``latent_logp``    −log p(z) under the prior (VAE: N(0, I) at z = f(μ); SWAE: priors with a density)
+``latent_flow``    −log q̂(z), q̂ a normalising flow fitted on the training background's encodings
+                   (:mod:`tfp_anomaly.latent_flow`)
+``iwae``           −log p̂(x), the importance-weighted bound with K posterior samples (VAE; Burda et al. 2016)
+``elbo``           −ELBO estimated from the same K samples (VAE)
 ``a+b``            combination: each term standardised on background (z-score), weighted sum;
                    ``2*mse+mahalanobis`` weights; ``rank:mse+mahalanobis`` uses the background
                    quantile of each term instead of its z-score
 =================  =====================================================================================
+
+An :class:`tfp_anomaly.models.Ensemble` of K members is scored member by member: every method is fitted
+on each member's training-background terms and the members are combined by averaging their
+background-calibrated ranks (:class:`MemberRanks`); the method keeps its name.
 
 The encoder-only scores (``kl`` without a flow, ``rz``, ``latent_norm``, ``mahalanobis``) need no decoder
 pass: the ones a Level-1 trigger can afford (Govorkova et al. 2022, Nature Mach. Intell. 4, 154).
@@ -154,6 +163,15 @@ class MSE(_Term):
     requires = ("mse",)
 
 
+@register("reconstruction")
+class Reconstruction(_Term):
+    """The model's own reconstruction loss of the point reconstruction: −log p(x | z = f(μ)) with a
+    likelihood reconstruction (``gaussian``: squared errors weighted by the learned 1/σ_f², summed over
+    the real features, so a badly reconstructed rare object counts in nats), the masked MSE with ``mse``."""
+
+    requires = ("reconstruction",)
+
+
 @register("input_norm")
 class InputNorm(_Term):
     """Mean over real slots and features of x'², x' the model's scaled input: no network involved. With
@@ -260,6 +278,21 @@ class Radial(ScoringMethod):
         return {"name": self.name, "radius": self.radius}
 
 
+@register("iwae")
+class IWAE(_Term):
+    """−L̂_K, the importance-weighted estimate of −log p(x) with K = ``model.iwae_samples`` posterior
+    samples (Burda, Grosse & Salakhutdinov 2016): the model's own likelihood of the event."""
+
+    requires = ("iwae",)
+
+
+@register("elbo")
+class ELBO(_Term):
+    """−ELBO, estimated from the same K posterior samples as ``iwae``."""
+
+    requires = ("elbo",)
+
+
 @register("latent_logp")
 class LatentLogP(ScoringMethod):
     """−log p(z) of the encoding under the prior."""
@@ -270,10 +303,31 @@ class LatentLogP(ScoringMethod):
         return -np.asarray(terms["log_prior"], np.float64)
 
 
+class BackgroundCDF:
+    """F(s): the background's empirical CDF of a score, from :data:`RANK_GRID` quantiles, interpolated
+    linearly; beyond the background's range it continues with slope 1/(q_max − q_min), so the events
+    past the last background quantile keep their order (a rank that stopped at 1 would tie them all,
+    and signal efficiencies at small ε_B would be lost in the ties)."""
+
+    def __init__(self, quantiles=None):
+        self.quantiles = None if quantiles is None else np.asarray(quantiles, np.float64)
+
+    def fit(self, values) -> "BackgroundCDF":
+        self.quantiles = np.quantile(np.asarray(values, np.float64), np.linspace(0.0, 1.0, RANK_GRID))
+        return self
+
+    def __call__(self, values) -> np.ndarray:
+        q = self.quantiles
+        values = np.asarray(values, np.float64)
+        span = max(q[-1] - q[0], 1e-12)
+        inside = np.interp(values, q, np.linspace(0.0, 1.0, len(q)))
+        return inside + np.maximum(values - q[-1], 0.0) / span + np.minimum(values - q[0], 0.0) / span
+
+
 class Combination(ScoringMethod):
     """Σ_k w_k · s_k(x) with every term s_k standardised on background: ``zscore`` (s − mean)/std, or
-    ``rank``: the background CDF of the term (interpolated between :data:`RANK_GRID` quantiles), so
-    terms with heavy tails cannot dominate. The statistics come from the terms passed to :meth:`fit`."""
+    ``rank``: the background CDF of the term (:class:`BackgroundCDF`), so terms with heavy tails
+    cannot dominate. Weights are the user's: the defaults are equal weights (no signal needed). The statistics come from the terms passed to :meth:`fit`."""
 
     def __init__(self, terms, standardise="zscore", statistics=None):
         if standardise not in ("zscore", "rank"):
@@ -302,15 +356,14 @@ class Combination(ScoringMethod):
             values = method.fit(terms).score(terms)
             self.statistics[key] = ({"mean": float(values.mean()), "std": float(values.std() or 1.0)}
                                     if self.standardise == "zscore" else
-                                    {"quantiles": np.quantile(values, np.linspace(0.0, 1.0, RANK_GRID))})
+                                    {"quantiles": BackgroundCDF().fit(values).quantiles})
         return self
 
     def _standardised(self, key, values):
         stats = self.statistics[key]
         if self.standardise == "zscore":
             return (values - stats["mean"]) / stats["std"]
-        quantiles = np.asarray(stats["quantiles"])
-        return np.interp(values, quantiles, np.linspace(0.0, 1.0, len(quantiles)))
+        return BackgroundCDF(stats["quantiles"])(values)
 
     def score(self, terms):
         _check_fitted(self, self.statistics)
@@ -327,6 +380,52 @@ class Combination(ScoringMethod):
         combo = cls(config["terms"], config["standardise"], config.get("statistics"))
         combo.methods = {k: method_from_config(c) for k, c in config.get("methods", {}).items()} or combo.methods
         return combo
+
+
+def member_terms(terms: dict, k: int) -> dict:
+    """Member ``k``'s terms of an ensemble's stacked terms ((N, K, ...) → (N, ...))."""
+    return {key: np.asarray(value)[:, k] for key, value in terms.items()}
+
+
+class MemberRanks(ScoringMethod):
+    """A method over an ensemble's K members: fitted on each member's training-background terms, each
+    member's score mapped through its own background CDF (:class:`BackgroundCDF`), the K ranks
+    averaged. Identical members give a monotone function of one member's score (the same ROC)."""
+
+    def __init__(self, method, members=None, cdfs=None):
+        self.method = get_method(method) if not isinstance(method, ScoringMethod) else method
+        self.name, self.requires, self.encoder_only = self.method.name, self.method.requires, self.method.encoder_only
+        self.members, self.cdfs = members, cdfs
+
+    def applicable(self, model, terms):
+        return self.method.applicable(model.members[0], member_terms(terms, 0))
+
+    def fit(self, terms):
+        size = next(iter(terms.values())).shape[1]
+        self.members, self.cdfs = [], []
+        for k in range(size):
+            method = method_from_config(self.method.get_config())  # an unfitted copy per member
+            values = method.fit(member_terms(terms, k)).score(member_terms(terms, k))
+            self.members.append(method)
+            self.cdfs.append(BackgroundCDF().fit(values))
+        return self
+
+    def score(self, terms):
+        _check_fitted(self, self.members)
+        ranks = [cdf(m.score(member_terms(terms, k))) for k, (m, cdf) in enumerate(zip(self.members, self.cdfs))]
+        return np.mean(ranks, axis=0)
+
+    def get_config(self):
+        return {"name": "member_ranks", "method": self.method.get_config(),
+                "members": None if self.members is None else [m.get_config() for m in self.members],
+                "cdfs": None if self.cdfs is None else [c.quantiles.tolist() for c in self.cdfs]}
+
+    @classmethod
+    def from_config(cls, config):
+        members = config.get("members")
+        return cls(method_from_config(config["method"]),
+                   None if members is None else [method_from_config(m) for m in members],
+                   None if config.get("cdfs") is None else [BackgroundCDF(q) for q in config["cdfs"]])
 
 
 def get_method(spec) -> ScoringMethod:
@@ -367,6 +466,8 @@ def method_from_config(config: dict) -> ScoringMethod:
     """A fitted method back from its ``get_config()`` (as saved in ``scorer.json``)."""
     if config["name"] == "combination":
         return Combination.from_config(config)
+    if config["name"] == "member_ranks":
+        return MemberRanks.from_config(config)
     return SCORES[config["name"]].from_config(config)
 
 
@@ -406,6 +507,8 @@ class Scorer:
         terms = self.terms(model, x_background, progress) if terms is None else terms
         self.methods = {}
         for method in self._candidates():
+            if getattr(model, "ensemble_size", 1) > 1:
+                method = MemberRanks(method)
             if method.applicable(model, terms):
                 self.methods[method.name] = method.fit(terms)
             elif self.methods_spec != "all":
@@ -436,3 +539,6 @@ class Scorer:
         scorer = cls(config["methods_spec"], config["batch_size"], config["seed"])
         scorer.methods = {name: method_from_config(c) for name, c in config["methods"].items()}
         return scorer
+
+
+from . import latent_flow  # noqa: E402,F401  (registers ``latent_flow``, which builds on the classes above)

@@ -192,9 +192,17 @@ def _encoder_layers(model):
     return [layer for layer in model.encoder.layers if not isinstance(layer, SeededDropout)]  # identity at inference
 
 
+def _check_single(model) -> None:
+    if getattr(model, "ensemble_size", 1) > 1:
+        raise ValueError(f"export-hls converts one model; this run is an ensemble of {model.ensemble_size} members "
+                         "(a trigger would need each member's encoder and their ranks): train it with model.ensemble: 1")
+
+
 def trigger_model(model, score: str, fitted: dict):
     """The Keras model scaled x → score of ``model`` (a VAE or SWAE) for an exportable ``score``."""
     import keras
+
+    _check_single(model)
 
     method = get_trigger_score(score, model)
     x = keras.Input(model.event_shape, name="scaled_objects")
@@ -288,6 +296,7 @@ def run_inputs(run_dir, score: str, max_events: int | None = None) -> tuple:
 
     run_dir = Path(run_dir)
     config, model = run_config(run_dir), load_run_model(run_dir)
+    _check_single(model)
     method = get_trigger_score(score, model)
     prepared = prepare_data(config)
     check_split(run_dir, prepared.split)

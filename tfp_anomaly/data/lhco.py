@@ -85,8 +85,26 @@ def _read_fixed_frame(path: Path):
     return keys[0], order, values, index.astype(np.int64)
 
 
+def _recompute_tau21(names: list[str], values: np.ndarray) -> list[str]:
+    """Replace each ``tau21_k`` column that copies ``tau32_k`` (the upstream bug) by τ2/τ1 of jet k,
+    computed from the file's own ``tau1_k`` and ``tau2_k``; τ1 = 0 gives a non-finite ratio that the
+    ``nonfinite`` policy then handles. Returns the names of the columns recomputed."""
+    done = []
+    for k in (1, 2):
+        cols = [f"tau21_{k}", f"tau32_{k}", f"tau1_{k}", f"tau2_{k}"]
+        if not all(c in names for c in cols):
+            continue
+        t21, t32, t1, t2 = (names.index(c) for c in cols)
+        if np.array_equal(values[:, t21], values[:, t32]):
+            with np.errstate(divide="ignore", invalid="ignore"):
+                values[:, t21] = values[:, t2] / values[:, t1]
+            done.append(cols[0])
+    return done
+
+
 def read_lhco_scalars(paths: str | Path | Iterable, *, nonfinite: str = "drop", drop_constant: bool = True,
-                      drop_duplicates: bool = True, drop: Sequence[str] = DEFAULT_DROP) -> FeatureTable:
+                      drop_duplicates: bool = True, drop: Sequence[str] = DEFAULT_DROP,
+                      recompute_tau21: bool = True) -> FeatureTable:
     """Read one or more LHCO high-level feature files (labels from the frame key: bkg 0, sig 1).
 
     Policies (all counted in ``table.report``):
@@ -100,6 +118,10 @@ def read_lhco_scalars(paths: str | Path | Iterable, *, nonfinite: str = "drop", 
       information and makes covariance matrices singular. ``report["duplicate_columns"]`` maps each
       dropped column to the one it copies.
     * ``drop``: columns removed by name (default: the jet azimuths ``phi_1``, ``phi_2``).
+    * ``recompute_tau21``: where ``tau21_k`` copies ``tau32_k``, compute the real N-subjettiness ratio
+      τ21 = τ2/τ1 from the file's ``tau1_k``, ``tau2_k`` instead (before the ``nonfinite`` policy): the
+      two-prong substructure of a W′ → XY → 4q signal lives in τ21 (Thaler & Van Tilburg 2011).
+      ``report["recomputed_columns"]`` names them; with ``False`` the copies are dropped as duplicates.
     """
     if nonfinite not in NONFINITE_POLICIES:
         raise ValueError(f"nonfinite must be one of {NONFINITE_POLICIES}, got {nonfinite!r}")
@@ -108,9 +130,11 @@ def read_lhco_scalars(paths: str | Path | Iterable, *, nonfinite: str = "drop", 
         raise ValueError("no files given")
     names, parts = None, []
     report = {"files": {}, "nonfinite": {}, "dropped_events": 0, "constant_columns": [], "dropped_columns": [],
-              "duplicate_columns": {}}
+              "duplicate_columns": {}, "recomputed_columns": []}
     for k, path in enumerate(paths):
         key, order, values, index = _read_fixed_frame(path)
+        if recompute_tau21:
+            report["recomputed_columns"] = _recompute_tau21(order, values)
         if names is None:
             names = order
         elif order != names:

@@ -8,4 +8,7 @@ from .vae import VAE
 
 MODELS = {"vae": VAE, "swae": SWAE}
 
-__all__ = ["Autoencoder", "VAE", "SWAE", "MODELS", "NETWORKS", "build_networks", "ScalerLayer"]
+from .ensemble import Ensemble, make_model  # noqa: E402  (needs MODELS)
+
+__all__ = ["Autoencoder", "VAE", "SWAE", "Ensemble", "MODELS", "NETWORKS", "build_networks", "make_model",
+           "ScalerLayer"]

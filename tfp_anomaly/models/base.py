@@ -34,6 +34,7 @@ class Autoencoder(keras.Model):
         self.network = dict(network or {"type": "dense"})
         self.reconstruction_spec = reconstruction
         self.reconstruction = losses.get_reconstruction(reconstruction)
+        self.reconstruction.create_weights(self, self.event_shape[-1])
         self.scaler_config = scaler
         self.seed = int(seed)
         self.preprocess = None if scaler is None else ScalerLayer(scaler, name="scaler")
@@ -98,6 +99,16 @@ class Autoencoder(keras.Model):
 
     def score_terms(self, inputs, seed) -> dict:
         raise NotImplementedError
+
+    def objective(self, x, y_pred, training=True, step=None):
+        """(the batch's scalar loss, {term: per-event or batch values}); ``step``: optimiser steps so far."""
+        raise NotImplementedError
+
+    def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
+        step = self.optimizer.iterations if getattr(self, "optimizer", None) is not None else None
+        loss, terms = self.objective(x, y_pred, training, step)
+        self.report(terms)
+        return loss
 
     def report(self, values: dict):
         for name, value in values.items():

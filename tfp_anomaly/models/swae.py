@@ -57,11 +57,11 @@ class SWAE(Autoencoder):
         directions = losses.random_directions(self.num_projections, self.latent_dim, self.next_seed())
         return losses.sliced_wasserstein(z, target, directions, self.p) ** self.p
 
-    def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
+    def objective(self, x, y_pred, training=True, step=None):
         reconstruction = self.reconstruction_loss(x, y_pred["out"])
         sw = self.sliced_wasserstein(y_pred["z"])
-        self.report({"reconstruction": reconstruction, "sliced_wasserstein": sw})
-        return tf.reduce_mean(reconstruction) + self.lam * sw
+        return tf.reduce_mean(reconstruction) + self.lam * sw, {"reconstruction": reconstruction,
+                                                                "sliced_wasserstein": sw}
 
     def get_config(self):
         if not isinstance(self.prior_name, str):

@@ -10,8 +10,20 @@ Loss per event = reconstruction + β_t · KL with
 * ``darkflow_compat=True``: the closed form of z_0 only, ignoring the flow terms, as the original
   DarkFlow code did (for comparisons; not a correct ELBO).
 
+With a likelihood reconstruction (``gaussian``, ``likelihood``: −log p(x|z) summed over the real
+features, :mod:`tfp_anomaly.losses`) and β = 1 the loss is the negative ELBO; ``mse`` (a *mean* over
+features next to a KL *summed* over latent dimensions) is kept for comparison with DarkFlow, whose
+scale lets the posterior collapse onto the prior.
+
 β_t = β · min(1, step / kl_warmup_steps) while training (linear KL warm-up, Bowman et al. 2016);
-evaluation uses β, so validation losses of different epochs compare.
+evaluation uses β, so validation losses of different epochs compare. ``free_bits`` = λ > 0 trains on
+Σ_i max(λ, E_batch KL_i) (Kingma et al. 2016, arXiv:1606.04934): a latent dimension whose KL is
+below λ nats costs nothing more, so the optimiser has no reason to close it (with a flow posterior,
+whose KL does not split over dimensions, max(λ·d, E_batch KL)). Metrics and scores use the true KL.
+
+The importance-weighted bound (Burda, Grosse & Salakhutdinov 2016, arXiv:1509.00519)
+log p(x) ≥ L_K = E[log (1/K) Σ_k p(x|z_k) p(z_k) / q(z_k|x)], z_k ~ q(z|x), tightens with K and is
+L_1 = ELBO; :meth:`VAE.log_importance_weights` gives the log w_k, the score term ``iwae`` is −L̂_K.
 
 ``stage`` (:mod:`tfp_anomaly.models.strategies`): ``joint``, ``vae`` (flow bypassed and frozen) or
 ``flow`` (only the flow trains); set by the training strategy, saved with the model.
@@ -30,15 +42,36 @@ from .strategies import STAGES
 LOG_VAR_RANGE = (-12.0, 12.0)
 
 
+def _repeat_samples(t, samples: int):
+    """(N, ...) → (K·N, ...): the batch repeated K times, sample-major (row k·N + i is event i)."""
+    return tf.reshape(tf.repeat(t[None], samples, axis=0), tf.concat([[-1], tf.shape(t)[1:]], 0))
+
+
 @keras.saving.register_keras_serializable(package="tfp_anomaly.models")
 class VAE(Autoencoder):
+    """A VAE whose loss per event is −ELBO = −log p(x|z) + β·KL(q(z|x) ‖ N(0, I)) (module docstring).
+
+    Arguments beyond :class:`Autoencoder`'s (``input_shape``, ``latent_dim``, ``network``, ``scaler``,
+    ``seed``): ``flow``/``flow_kwargs`` the posterior flow chain (:mod:`tfp_anomaly.flows`);
+    ``reconstruction`` (default ``"gaussian"``: a Gaussian likelihood with a learned scale per feature,
+    summed over the real features; ``"mse"`` is DarkFlow's mean squared error); ``beta``;
+    ``kl_warmup_steps``; ``free_bits`` λ in nats per latent dimension (default 0.5; 0 trains on the
+    plain ELBO); ``iwae_samples`` K of the ``iwae`` score and the diagnostics (K more decoder passes per scored event; 0
+    leaves ``iwae`` and ``elbo`` out); ``darkflow_compat``;
+    ``stage`` (set by the flow-training strategy). Defaults keep the latent space in use on the
+    embedded sample (``docs/benchmarks.md``: all 15 units active, where mse with β = 1 leaves none).
+    """
+
     terms = ("reconstruction", "kl")
 
-    def __init__(self, input_shape, flow=None, flow_kwargs=None, beta=1.0, kl_warmup_steps=0,
-                 darkflow_compat=False, stage="joint", **kwargs):
-        super().__init__(input_shape, **kwargs)
+    def __init__(self, input_shape, flow=None, flow_kwargs=None, beta=1.0, kl_warmup_steps=0, free_bits=0.5,
+                 iwae_samples=16, darkflow_compat=False, stage="joint", reconstruction="gaussian", **kwargs):
+        super().__init__(input_shape, reconstruction=reconstruction, **kwargs)
         self.flow_spec, self.flow_kwargs = flow, dict(flow_kwargs or {})
         self.beta, self.kl_warmup_steps = float(beta), int(kl_warmup_steps)
+        self.free_bits, self.iwae_samples = float(free_bits), int(iwae_samples)
+        if self.free_bits < 0 or self.iwae_samples < 0:
+            raise ValueError(f"free_bits and iwae_samples must be ≥ 0, got {free_bits} and {iwae_samples}")
         self.darkflow_compat = bool(darkflow_compat)
         self.flow = None if not flow else FlowChain(flow, step_kwargs=self.flow_kwargs, name="flow")
         if stage not in STAGES:
@@ -61,6 +94,8 @@ class VAE(Autoencoder):
                 part.trainable = train_rest
         if self.flow is not None:
             self.flow.trainable = train_flow
+        for variable in self.reconstruction.variables:  # the likelihood's learned scales go with the decoder
+            variable.trainable = train_rest
 
     @property
     def encoding_head(self):
@@ -109,7 +144,10 @@ class VAE(Autoencoder):
         The reconstruction is decoded from the posterior mean pushed through the flow, z = f(μ);
         the KL is the closed form without a flow and the single-sample flow estimate (drawn with
         ``seed``) with one; ``total_loss`` = reconstruction loss + β·KL; ``rz`` = Σ μ²/σ²;
-        ``encoding`` = μ; ``latent`` = f(μ); ``log_prior`` = log N(f(μ); 0, I).
+        ``encoding`` = μ; ``latent`` = f(μ); ``log_prior`` = log N(f(μ); 0, I); ``iwae`` = −L̂_K, the
+        importance-weighted estimate of −log p(x) with K = ``iwae_samples``, and ``elbo`` = −mean_k log w_k
+        of the same draws (both as anomaly scores: higher = less likely); ``kl_per_dim``: the
+        closed-form KL of q_0 per latent dimension (the diagnostics' per-dimension KL).
         """
         h, mu, log_var = self.encode(inputs, training=False)
         latent, _ = self.push(mu, h, training=False)
@@ -117,9 +155,33 @@ class VAE(Autoencoder):
         kl = self.kl(self.posterior_sample(h, mu, log_var, seed, training=False))
         terms = self.reconstruction_terms(inputs, out)
         zero = tf.zeros_like(latent)
-        return {**terms, "kl": kl, "total_loss": terms["reconstruction"] + self.beta * kl,
-                "rz": tf.reduce_sum(tf.square(mu) * tf.exp(-log_var), axis=-1), "encoding": mu, "latent": latent,
-                "log_prior": losses.diagonal_gaussian_log_prob(latent, zero, zero)}
+        terms.update(kl=kl, total_loss=terms["reconstruction"] + self.beta * kl,
+                     rz=tf.reduce_sum(tf.square(mu) * tf.exp(-log_var), axis=-1), encoding=mu, latent=latent,
+                     log_prior=losses.diagonal_gaussian_log_prob(latent, zero, zero),
+                     kl_per_dim=losses.gaussian_kl_per_dim(mu, log_var))
+        if self.iwae_samples > 0:  # K decoder passes per event: iwae_samples = 0 leaves them out
+            log_w = self.log_importance_weights(inputs, self.iwae_samples, seed, encoded=(h, mu, log_var))
+            terms.update(iwae=-losses.log_mean_exp(log_w), elbo=-tf.reduce_mean(log_w, axis=-1))
+        return terms
+
+    def log_importance_weights(self, inputs, samples: int, seed, encoded=None):
+        """(N, K) log w_k = log p(x|z_k) + log p(z_k) − log q(z_k|x) for z_k ~ q(z|x), k = 1..K, with
+        log q(z_K|x) = log q_0(z_0) − Σ log|det J| for a flow posterior and −log p(x|z) the model's
+        reconstruction loss (a likelihood for ``gaussian``/``likelihood``; for ``mse`` a pseudo-likelihood
+        in other units, so its bound is not log p(x)). Draws with the stateless ``seed``: the same seed
+        gives the same z_k. mean_k log w_k is the ELBO estimate of the same draws, logmeanexp_k the IWAE."""
+        h, mu, log_var = self.encode(inputs, training=False) if encoded is None else encoded
+        x, mask = self.scaled(inputs)
+        n = tf.shape(mu)[0]
+        h, mu, log_var, x = (_repeat_samples(t, samples) for t in (h, mu, log_var, x))
+        mask = None if mask is None else _repeat_samples(mask, samples)
+        y = self.posterior_sample(h, mu, log_var, seed, training=False)
+        out = self.decoder(y["z"], training=False)
+        log_px = -self.reconstruction.loss(x, out, mask)
+        zero = tf.zeros_like(y["z"])
+        log_q = losses.diagonal_gaussian_log_prob(y["z0"], y["mu"], y["log_var"]) - y["log_det"]
+        log_w = log_px + losses.diagonal_gaussian_log_prob(y["z"], zero, zero) - log_q
+        return tf.transpose(tf.reshape(log_w, [samples, n]))
 
     def kl(self, y):
         if not self.flow_used or self.darkflow_compat:
@@ -128,19 +190,29 @@ class VAE(Autoencoder):
         log_p = losses.diagonal_gaussian_log_prob(y["z"], tf.zeros_like(y["z"]), tf.zeros_like(y["z"]))
         return losses.flow_kl(log_q0, y["log_det"], log_p)
 
-    def beta_now(self, training):
-        if not training or self.kl_warmup_steps <= 0 or getattr(self, "optimizer", None) is None:
+    def beta_now(self, training, step=None):
+        """β_t: β, ramped up linearly over ``kl_warmup_steps`` optimiser steps while training."""
+        if not training or self.kl_warmup_steps <= 0 or step is None:
             return tf.constant(self.beta)
-        step = tf.cast(self.optimizer.iterations + 1, tf.float32)
-        return self.beta * tf.minimum(1.0, step / self.kl_warmup_steps)
+        return self.beta * tf.minimum(1.0, tf.cast(step + 1, tf.float32) / self.kl_warmup_steps)
 
-    def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
+    def kl_objective(self, y, kl):
+        """The batch's KL as the loss sees it: E_batch KL, or its free-bits version (module docstring)."""
+        if self.free_bits <= 0:
+            return tf.reduce_mean(kl)
+        if not self.flow_used or self.darkflow_compat:
+            per_dim = tf.reduce_mean(losses.gaussian_kl_per_dim(y["mu"], y["log_var"]), axis=0)
+            return tf.reduce_sum(tf.maximum(per_dim, self.free_bits))
+        return tf.maximum(tf.reduce_mean(kl), self.free_bits * self.latent_dim)
+
+    def objective(self, x, y_pred, training=True, step=None):
         reconstruction = self.reconstruction_loss(x, y_pred["out"])
         kl = self.kl(y_pred)
-        self.report({"reconstruction": reconstruction, "kl": kl})
-        return tf.reduce_mean(reconstruction + self.beta_now(training) * kl)
+        loss = tf.reduce_mean(reconstruction) + self.beta_now(training, step) * self.kl_objective(y_pred, kl)
+        return loss, {"reconstruction": reconstruction, "kl": kl}
 
     def get_config(self):
         return {**super().get_config(), "flow": self.flow_spec, "flow_kwargs": self.flow_kwargs, "beta": self.beta,
-                "kl_warmup_steps": self.kl_warmup_steps, "darkflow_compat": self.darkflow_compat,
+                "kl_warmup_steps": self.kl_warmup_steps, "free_bits": self.free_bits,
+                "iwae_samples": self.iwae_samples, "darkflow_compat": self.darkflow_compat,
                 "stage": self.stage}

@@ -114,6 +114,7 @@ def _sections(runs, table, versus, versus_note) -> list[tuple[str, str, pd.DataF
     best = tables.best_per_model(table)
     sections = [("Best score per model and signal", note, _display(best, eff)),
                 ("Models", "", _models(runs)),
+                *_diagnostics_section(runs),
                 ("Every model × score × signal", "", _display(table, eff)),
                 ("Dark Machines challenge format", "Rows Signal,Model,Chan,AUC,1e-2,1e-3,1e-4 (darkmachines.csv).",
                  tables.darkmachines_rows(table))]
@@ -133,8 +134,37 @@ def _display(table, eff) -> pd.DataFrame:
 
 
 def _models(runs) -> pd.DataFrame:
-    keys = ("type", "prior", "flow", "parameters", "epochs", "train_events")
+    keys = ("type", "prior", "flow", "ensemble", "parameters", "epochs", "train_events")
     return pd.DataFrame([{"model": r.name, **{k: r.meta.get(k, "") for k in keys}} for r in runs])
+
+
+def _pm(diagnostics: dict, key: str, digits: int) -> str:
+    value, std = diagnostics.get(key), diagnostics.get(f"{key}_std")
+    if value is None:
+        return ""
+    return f"{value:.{digits}f}" + ("" if std is None else f" ± {std:.{digits}f}")
+
+
+def _diagnostics_section(runs) -> list:
+    """The VAEs' latent diagnostics (:mod:`tfp_anomaly.diagnostics`), when any run has them."""
+    rows = []
+    for run in runs:
+        d = run.meta.get("diagnostics")
+        if not d:
+            continue
+        active = d["active_units"]
+        rows.append({"model": run.name, "active units": f"{_pm(d, 'active_units', 1)} / {d['latent_dim']}",
+                     "collapsed": "yes" if active < d["latent_dim"] / 2 else "no", "KL (nats)": _pm(d, "kl", 2),
+                     "ELBO (nats)": _pm(d, "elbo", 2), f"IWAE K={d['iwae_samples']} (nats)": _pm(d, "iwae", 2),
+                     "KL per dimension": " ".join(f"{v:.2f}" for v in d["kl_per_dim"]),
+                     "likelihood": "yes" if d.get("likelihood") else "no (mse: not in nats)"})
+    if not rows:
+        return []
+    note = ("On the validation background, per event. Active units: latent dimensions with Cov_x E_q[z_i] > 0.01 "
+            "(Burda et al. 2016); collapsed: fewer than half active, so the latent scores carry little "
+            "information. ELBO and IWAE are comparable between models with the same likelihood "
+            "reconstruction; a flow posterior earns its place when it raises the IWAE. ± over ensemble members.")
+    return [("Latent diagnostics", note, pd.DataFrame(rows))]
 
 
 def _html(title, sections, figures) -> str:

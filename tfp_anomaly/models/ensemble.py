@@ -1,0 +1,111 @@
+"""Seed ensembles: K copies of one autoencoder, differently initialised, trained and saved as one model.
+
+One training run of a deep model is one draw from the distribution of what training can give; its
+latent-space scores in particular move with the initialisation (docs/benchmarks.md). An ensemble of K
+members (Lakshminarayanan, Pritzel & Blundell 2017, arXiv:1612.01474) trains them side by side: the
+loss is Σ_k L_k, and as members share no weight, the gradient of each member's weights is that of its
+own loss, so with Adam (per-weight statistics and per-variable ``clipnorm``) every member follows the
+trajectory it would follow alone, on the same batches. Member k is initialised and draws its samples
+with seed ``seed + k``.
+
+:meth:`Ensemble.score_terms` stacks the members' per-event terms on axis 1 ((N, K, ...)); a
+:class:`tfp_anomaly.scoring.Scorer` fits each scoring method per member and combines the members on
+background-calibrated ranks (:class:`tfp_anomaly.scoring.MemberRanks`). Saved as one ``.keras`` file.
+
+``make_model`` builds either a single model or an ensemble from a ``model`` section with ``ensemble: K``.
+"""
+from __future__ import annotations
+
+import keras
+import tensorflow as tf
+
+
+def model_type_name(cls) -> str:
+    """The ``model.type`` name of a registered model class."""
+    from . import MODELS
+
+    return next(name for name, c in MODELS.items() if c is cls)
+
+
+def make_model(cls, input_shape, scaler=None, seed=0, ensemble=1, **options):
+    """``cls(input_shape, scaler=, seed=, **options)``, or an :class:`Ensemble` of ``ensemble`` of them."""
+    ensemble = int(ensemble)
+    if ensemble < 1:
+        raise ValueError(f"model.ensemble must be a positive number of members, got {ensemble}")
+    if ensemble == 1:
+        return cls(tuple(input_shape), scaler=scaler, seed=seed, **options)
+    return Ensemble(input_shape, model_type_name(cls), ensemble, options, scaler=scaler, seed=seed)
+
+
+@keras.saving.register_keras_serializable(package="tfp_anomaly.models")
+class Ensemble(keras.Model):
+    """``size`` members of model type ``member_type`` (a name of :data:`tfp_anomaly.models.MODELS`) with
+    the same ``options``; member k has seed ``seed + k``. Attributes the report reads (``latent_dim``,
+    ``prior_name``, ``flow_spec``, ``reconstruction``) are the first member's."""
+
+    def __init__(self, input_shape, member_type, size, options=None, scaler=None, seed=0, **kwargs):
+        super().__init__(**kwargs)
+        from . import MODELS
+
+        if member_type not in MODELS:
+            raise KeyError(f"unknown ensemble member type {member_type!r}; available: {', '.join(MODELS)}")
+        self.event_shape, self.member_type = tuple(int(s) for s in input_shape), member_type
+        self.ensemble_size, self.options, self.seed = int(size), dict(options or {}), int(seed)
+        self.scaler_config = scaler
+        cls = MODELS[member_type]
+        self.members = [cls(self.event_shape, scaler=scaler, seed=self.seed + k, name=f"member_{k}", **self.options)
+                        for k in range(self.ensemble_size)]
+        first = self.members[0]
+        self.latent_dim, self.terms = first.latent_dim, first.terms
+        self.trackers = {name: keras.metrics.Mean(name=name) for name in self.terms}
+
+    # the first member's description (the report shows the ensemble as one model)
+    prior_name = property(lambda self: getattr(self.members[0], "prior_name", None))
+    flow_spec = property(lambda self: getattr(self.members[0], "flow_spec", None))
+    flow = property(lambda self: getattr(self.members[0], "flow", None))
+    stage = property(lambda self: getattr(self.members[0], "stage", "joint"))
+    reconstruction = property(lambda self: self.members[0].reconstruction)
+
+    @property
+    def metrics(self):
+        return super().metrics + list(self.trackers.values())
+
+    def build(self, input_shape=None):
+        if self.built:
+            return
+        for member in self.members:
+            member.build()
+        self.built = True
+
+    def set_stage(self, stage: str) -> None:
+        """Every member enters the flow-training stage (:mod:`tfp_anomaly.models.strategies`)."""
+        for member in self.members:
+            member.set_stage(stage)
+
+    def call(self, inputs, training=None):
+        return [member(inputs, training=training) for member in self.members]
+
+    def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
+        step = self.optimizer.iterations if getattr(self, "optimizer", None) is not None else None
+        total, reported = 0.0, {}
+        for member, member_pred in zip(self.members, y_pred):
+            loss, terms = member.objective(x, member_pred, training, step)
+            total += loss
+            for name, value in terms.items():
+                reported.setdefault(name, []).append(tf.reduce_mean(value))
+        for name, values in reported.items():  # the members' mean, as one model's metric
+            self.trackers[name].update_state(tf.add_n(values) / len(values))
+        return total
+
+    def score_terms(self, inputs, seed) -> dict:
+        """Every member's terms stacked on axis 1: ``terms[key]`` is (N, K, ...). Member k draws with
+        the stateless seed ``seed`` folded with k."""
+        per_member = [member.score_terms(inputs, tf.random.experimental.stateless_fold_in(seed, k))
+                      for k, member in enumerate(self.members)]
+        return {key: tf.stack([terms[key] for terms in per_member], axis=1)
+                for key in per_member[0] if all(key in terms for terms in per_member)}
+
+    def get_config(self):
+        return {**super().get_config(), "input_shape": list(self.event_shape), "member_type": self.member_type,
+                "size": self.ensemble_size, "options": self.options, "scaler": self.scaler_config,
+                "seed": self.seed}
