@@ -14,8 +14,9 @@ Both configurations are trained exactly as ``tfp-anomaly train`` trains them
    says).
 2. **The label-free candidate**, ``examples/configs/lhco_vae_ensemble.yaml``, every choice made on
    background only and its primary score ``iwae`` fixed before the first measurement: a seed ensemble
-   of 5 VAEs. Ensemble s has members with seeds 5s … 5s+4, so the 25 members of 5 ensembles are also
-   25 single models (the "single VAE" rows, over 25 seeds).
+   of 5 VAEs, trained with seed 5s for s = 0 … 4. Its members are single models trained as they would be
+   alone (on the same batches), differently initialised: the 25 members of the 5 ensembles are the
+   "single VAE" rows (their `seeds` column counts 25 distinct models, labelled 5s + k).
 3. **Baselines in the same run**: ``input_norm`` (Σ x′² of the Gauss-rank scaled input: no model, no
    seed), and scikit-learn's Mahalanobis distance, PCA reconstruction and IsolationForest.
 

@@ -141,11 +141,12 @@ def test_an_ensemble_trains_saves_and_loads_as_one_model(tmp_path):
     from tfp_anomaly.models.training import train
 
     ensemble = make_model(VAE, SHAPE, ensemble=2, latent_dim=2, reconstruction="gaussian", seed=0)
+    ensemble.build()
+    first, second = (m.encoder.get_weights()[0] for m in ensemble.members)
+    assert not np.allclose(first, second)  # members start from different initialisations
     x, val = _events(512), _events(128, seed=5)
     ensemble, history = train(ensemble, x, val, epochs=2, batch_size=128, verbose=0)
     assert {"loss", "kl", "reconstruction", "val_loss"} <= set(history.history)
-    first, second = (m.get_weights() for m in ensemble.members)
-    assert not np.allclose(first[0], second[0])  # members start from different initialisations
     ensemble.save(tmp_path / "e.keras")
     loaded = keras.models.load_model(tmp_path / "e.keras")
     a, b = compute_terms(ensemble, val), compute_terms(loaded, val)
@@ -232,3 +233,15 @@ def test_the_detector_takes_an_ensemble_and_saves_it(tmp_path):
     loaded = AnomalyDetector.load(detector.save(tmp_path / "det"))
     np.testing.assert_allclose(loaded.decision_function(x[:50]), detector.decision_function(x[:50]), rtol=1e-6)
     assert loaded.threshold_ == detector.threshold_
+
+
+def test_an_ensemble_keeps_its_flow_training_stage_through_save_and_load(tmp_path):
+    import keras
+
+    ensemble = make_model(VAE, SHAPE, ensemble=2, latent_dim=2, flow="planar")
+    ensemble.build()
+    ensemble.set_stage("vae")
+    ensemble.save(tmp_path / "staged.keras")
+    loaded = keras.models.load_model(tmp_path / "staged.keras")
+    assert loaded.stage == "vae" and all(m.stage == "vae" for m in loaded.members)
+    assert not any(m.flow.trainable for m in loaded.members)

@@ -28,8 +28,9 @@ class LatentCollapseWarning(UserWarning):
 
 
 def has_latent_posterior(model) -> bool:
-    """True for models whose score terms carry a posterior (VAEs and ensembles of VAEs)."""
-    return callable(getattr(_first_member(model), "log_importance_weights", None))
+    """True for VAEs (and ensembles of VAEs) that draw importance samples (``iwae_samples`` ≥ 1)."""
+    first = _first_member(model)
+    return callable(getattr(first, "log_importance_weights", None)) and getattr(first, "iwae_samples", 0) >= 1
 
 
 def _first_member(model):

@@ -143,6 +143,20 @@ def check_input(x, shape: tuple, source: str) -> None:
                          f"{describe_input(shape)}")
 
 
+def check_columns(run_dir: Path, table, paths) -> None:
+    """Raise naming the files when a feature table's columns are not the run's (``data.json``), in order:
+    the reader drops constant or duplicate columns per read, so a count alone can hide a misalignment."""
+    path = Path(run_dir) / "data.json"
+    expected = json.loads(path.read_text()).get("columns") if path.exists() else None
+    names = getattr(table, "names", None)
+    if expected is None or names is None or list(names) == list(expected):
+        return
+    first = next((i for i, (a, b) in enumerate(zip(names, expected)) if a != b), min(len(names), len(expected)))
+    raise ValueError(f"{', '.join(str(p) for p in paths)}: columns differ from the run's training data at "
+                     f"position {first} ({names[first] if first < len(names) else 'none'!r} where the run has "
+                     f"{expected[first] if first < len(expected) else 'none'!r})")
+
+
 def background_input(run_dir: Path, config: dict, background) -> tuple:
     """(model input, meta) of an independent ``background``: files (read, label-1 events removed and
     counted, put on the run's grid or feature matrix) or model input as given; checked against the run."""
@@ -152,6 +166,7 @@ def background_input(run_dir: Path, config: dict, background) -> tuple:
         return background, {"background": "model input given to score_run"}
     paths = check_background_files(run_dir, background, config, shape)
     table, removed = read_background(config, paths)
+    check_columns(run_dir, table, paths)
     x = model_input(config, table)
     check_input(x, shape, ", ".join(str(p) for p in paths))
     return x, {"background": [str(p.resolve()) for p in paths], "background_signal_events_removed": removed}

@@ -149,8 +149,13 @@ def model_input(config: dict, table):
     return {"x": x, "mask": mask}
 
 
+#: ``data.features`` options passed to the LHCO feature-table reader (tfp_anomaly.data.read_lhco_scalars)
+TABLE_OPTIONS = ("drop", "recompute_tau21")
+
+
 def _table_options(data: dict) -> dict:
-    return {"drop": data["features"]["drop"]} if data.get("features") and "drop" in data["features"] else {}
+    features = data.get("features") or {}
+    return {key: features[key] for key in TABLE_OPTIONS if key in features}
 
 
 def prepare_data(config: dict) -> Prepared:

@@ -327,7 +327,10 @@ class BackgroundCDF:
 class Combination(ScoringMethod):
     """Σ_k w_k · s_k(x) with every term s_k standardised on background: ``zscore`` (s − mean)/std, or
     ``rank``: the background CDF of the term (:class:`BackgroundCDF`), so terms with heavy tails
-    cannot dominate. Weights are the user's: the defaults are equal weights (no signal needed). The statistics come from the terms passed to :meth:`fit`."""
+    cannot dominate within the background's range; past it the CDF continues linearly
+    (:class:`BackgroundCDF`), so an event far outside the background in any one term is ranked by how
+    far, and can outweigh the other terms: such an event is anomalous whatever the others say. Weights
+    are the user's: the defaults are equal weights (no signal needed). The statistics come from the terms passed to :meth:`fit`."""
 
     def __init__(self, terms, standardise="zscore", statistics=None):
         if standardise not in ("zscore", "rank"):

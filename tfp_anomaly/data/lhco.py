@@ -95,7 +95,7 @@ def _recompute_tau21(names: list[str], values: np.ndarray) -> list[str]:
         if not all(c in names for c in cols):
             continue
         t21, t32, t1, t2 = (names.index(c) for c in cols)
-        if np.array_equal(values[:, t21], values[:, t32]):
+        if np.array_equal(values[:, t21], values[:, t32], equal_nan=True):
             with np.errstate(divide="ignore", invalid="ignore"):
                 values[:, t21] = values[:, t2] / values[:, t1]
             done.append(cols[0])
@@ -134,7 +134,7 @@ def read_lhco_scalars(paths: str | Path | Iterable, *, nonfinite: str = "drop", 
     for k, path in enumerate(paths):
         key, order, values, index = _read_fixed_frame(path)
         if recompute_tau21:
-            report["recomputed_columns"] = _recompute_tau21(order, values)
+            report["recomputed_columns"] = sorted(set(report["recomputed_columns"]) | set(_recompute_tau21(order, values)))
         if names is None:
             names = order
         elif order != names:

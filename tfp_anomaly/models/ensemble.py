@@ -5,8 +5,9 @@ latent-space scores in particular move with the initialisation (docs/benchmarks.
 members (Lakshminarayanan, Pritzel & Blundell 2017, arXiv:1612.01474) trains them side by side: the
 loss is Σ_k L_k, and as members share no weight, the gradient of each member's weights is that of its
 own loss, so with Adam (per-weight statistics and per-variable ``clipnorm``) every member follows the
-trajectory it would follow alone, on the same batches. Member k is initialised and draws its samples
-with seed ``seed + k``.
+trajectory it would follow alone, on the same batches. The members' weights are initialised one after
+the other from the one Keras random stream seeded with ``seed`` (so they differ, reproducibly); member
+k's own random draws (posterior samples, prior samples) use seed ``seed + k``.
 
 :meth:`Ensemble.score_terms` stacks the members' per-event terms on axis 1 ((N, K, ...)); a
 :class:`tfp_anomaly.scoring.Scorer` fits each scoring method per member and combines the members on
@@ -40,10 +41,10 @@ def make_model(cls, input_shape, scaler=None, seed=0, ensemble=1, **options):
 @keras.saving.register_keras_serializable(package="tfp_anomaly.models")
 class Ensemble(keras.Model):
     """``size`` members of model type ``member_type`` (a name of :data:`tfp_anomaly.models.MODELS`) with
-    the same ``options``; member k has seed ``seed + k``. Attributes the report reads (``latent_dim``,
+    the same ``options``; member k draws with seed ``seed + k`` (module docstring). Attributes the report reads (``latent_dim``,
     ``prior_name``, ``flow_spec``, ``reconstruction``) are the first member's."""
 
-    def __init__(self, input_shape, member_type, size, options=None, scaler=None, seed=0, **kwargs):
+    def __init__(self, input_shape, member_type, size, options=None, scaler=None, seed=0, stage=None, **kwargs):
         super().__init__(**kwargs)
         from . import MODELS
 
@@ -53,8 +54,9 @@ class Ensemble(keras.Model):
         self.ensemble_size, self.options, self.seed = int(size), dict(options or {}), int(seed)
         self.scaler_config = scaler
         cls = MODELS[member_type]
-        self.members = [cls(self.event_shape, scaler=scaler, seed=self.seed + k, name=f"member_{k}", **self.options)
-                        for k in range(self.ensemble_size)]
+        staged = {} if stage is None else {"stage": stage}  # a checkpoint resumes in its flow-training stage
+        self.members = [cls(self.event_shape, scaler=scaler, seed=self.seed + k, name=f"member_{k}", **self.options,
+                            **staged) for k in range(self.ensemble_size)]
         first = self.members[0]
         self.latent_dim, self.terms = first.latent_dim, first.terms
         self.trackers = {name: keras.metrics.Mean(name=name) for name in self.terms}
@@ -108,4 +110,4 @@ class Ensemble(keras.Model):
     def get_config(self):
         return {**super().get_config(), "input_shape": list(self.event_shape), "member_type": self.member_type,
                 "size": self.ensemble_size, "options": self.options, "scaler": self.scaler_config,
-                "seed": self.seed}
+                "seed": self.seed, **({} if self.stage == "joint" else {"stage": self.stage})}

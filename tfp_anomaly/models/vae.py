@@ -173,11 +173,12 @@ class VAE(Autoencoder):
         h, mu, log_var = self.encode(inputs, training=False) if encoded is None else encoded
         x, mask = self.scaled(inputs)
         n = tf.shape(mu)[0]
-        h, mu, log_var, x = (_repeat_samples(t, samples) for t in (h, mu, log_var, x))
-        mask = None if mask is None else _repeat_samples(mask, samples)
+        h, mu, log_var = (_repeat_samples(t, samples) for t in (h, mu, log_var))
         y = self.posterior_sample(h, mu, log_var, seed, training=False)
-        out = self.decoder(y["z"], training=False)
-        log_px = -self.reconstruction.loss(x, out, mask)
+        z = tf.reshape(y["z"], [samples, n, self.latent_dim])
+        # one decoder pass per sample k: the peak memory is that of N events, not K·N
+        log_px = tf.concat([-self.reconstruction.loss(x, self.decoder(z[k], training=False), mask)
+                            for k in range(samples)], axis=0)
         zero = tf.zeros_like(y["z"])
         log_q = losses.diagonal_gaussian_log_prob(y["z0"], y["mu"], y["log_var"]) - y["log_det"]
         log_w = log_px + losses.diagonal_gaussian_log_prob(y["z"], zero, zero) - log_q
