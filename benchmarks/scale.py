@@ -105,7 +105,7 @@ def stage_train(work: Path, args) -> dict:
 def stage_score(work: Path, args) -> dict:
     import h5py
 
-    from tfp_anomaly._atomic import atomic_path
+    from tfp_anomaly.atomic import atomic_path
     from tfp_anomaly.data import grid_chunks, load_sample
     from tfp_anomaly.evaluate import load_run_model
     from tfp_anomaly.report.metrics import auc

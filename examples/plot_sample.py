@@ -17,7 +17,7 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
 
-from tfp_anomaly._atomic import atomic_path  # noqa: E402
+from tfp_anomaly.atomic import atomic_path  # noqa: E402
 from tfp_anomaly.data import ObjectGrid, read_darkmachines  # noqa: E402
 from tfp_anomaly.data.sample import load_sample, manifest  # noqa: E402
 

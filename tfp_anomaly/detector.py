@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 from sklearn.base import BaseEstimator
 
-from ._atomic import atomic_path
+from .atomic import atomic_path
 from .data.splits import split_indices
 from .report.metrics import MIN_BACKGROUND_ABOVE, LowStatisticsWarning, threshold_at
 from .scoring import Scorer

@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import yaml
 
-from ._atomic import atomic_path
+from .atomic import atomic_path
 from .data import formats
 from .experiment import RUN_CONFIG, load_signals, model_input, prepare_data, read_files
 from .report.results import LATENT_ROWS, SCORES_FILE, ScoredRun

@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 
 from . import config as config_lib
-from ._atomic import atomic_path
+from .atomic import atomic_path
 from ._signature import constructor_keywords
 from .data import ObjectGrid, Scaler, concatenate, formats, get_scaler, load_sample, read_lhco_scalars, split_indices
 from .data.sample import manifest as sample_manifest

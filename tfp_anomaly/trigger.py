@@ -330,7 +330,7 @@ def export_run(run_dir, score: str = "mahalanobis", precision: str = SCAN[2], sc
     ``OUT/export.json`` (operations, fitted statistics, rows). ``OUT`` defaults to ``RUN/hls_<score>``."""
     import pandas as pd
 
-    from ._atomic import atomic_path
+    from .atomic import atomic_path
 
     _hls4ml()
     model, fitted, samples = run_inputs(run_dir, score, max_events)

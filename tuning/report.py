@@ -5,7 +5,7 @@ import base64
 import html
 from pathlib import Path
 
-from tfp_anomaly._atomic import atomic_path
+from tfp_anomaly.atomic import atomic_path
 from tfp_anomaly.report import plots
 from tfp_anomaly.report.document import STYLE
 

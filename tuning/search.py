@@ -28,7 +28,7 @@ from pathlib import Path
 import numpy as np
 
 from tfp_anomaly import config as config_lib
-from tfp_anomaly._atomic import atomic_path
+from tfp_anomaly.atomic import atomic_path
 from tfp_anomaly.experiment import load_signals, model_input, prepare_data
 
 from .hypermodel import AutoencoderHyperModel, run_section

@@ -17,7 +17,7 @@ from typing import Iterable, Iterator
 
 import numpy as np
 
-from .._atomic import atomic_path
+from ..atomic import atomic_path
 from .errors import DataFormatError
 from .events import EVENT_FIELDS, OBJECT_FIELDS, Events
 

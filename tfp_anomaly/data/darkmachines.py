@@ -29,7 +29,7 @@ from typing import Iterator
 import numpy as np
 import pandas as pd
 
-from .._atomic import atomic_path
+from ..atomic import atomic_path
 from . import objects
 from .errors import DataFormatError, SkipLog, check_on_error
 from .events import Events, concatenate

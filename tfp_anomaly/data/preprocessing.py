@@ -20,7 +20,7 @@ from typing import Sequence
 
 import numpy as np
 
-from .._atomic import atomic_path
+from ..atomic import atomic_path
 
 
 class Scaler:

@@ -20,7 +20,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from .._atomic import atomic_path
+from ..atomic import atomic_path
 from . import strategies
 
 

@@ -13,7 +13,7 @@ from pathlib import Path
 import pandas as pd
 
 from .. import __version__
-from .._atomic import atomic_path
+from ..atomic import atomic_path
 from . import plots, tables
 from .metrics import BACKGROUND_EFFICIENCIES, MIN_BACKGROUND_ABOVE, format_efficiency
 

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .._atomic import atomic_path
+from ..atomic import atomic_path
 
 SCORES_FILE = "scores.h5"
 

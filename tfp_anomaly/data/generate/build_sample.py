@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from ... import __version__
-from ..._atomic import atomic_path
+from ...atomic import atomic_path
 from ..darkmachines import write_darkmachines
 from ..sample import SAMPLE_DIR
 from . import processes, selections
