@@ -47,8 +47,10 @@ IWAE_SAMPLES = 64
 def one_run(label: str, seed: int, epochs: int, out: Path) -> dict:
     """Train, diagnose and score one (posterior, seed); a row of figures."""
     from tfp_anomaly.diagnostics import latent_diagnostics
-    from tfp_anomaly.evaluate import load_run_model, score_run
-    from tfp_anomaly.experiment import prepare_data, run
+    from tfp_anomaly.evaluate import score_run
+    from tfp_anomaly.experiment import run
+    from tfp_anomaly.inputs import prepare_data
+    from tfp_anomaly.rundir import RunDirectory
     from tfp_anomaly.report.metrics import auc
 
     settings = {**FULL, "epochs": epochs}
@@ -56,7 +58,7 @@ def one_run(label: str, seed: int, epochs: int, out: Path) -> dict:
     run_dir = out / f"{label.split(' ')[0].lower()}_{seed}"
     start = time.perf_counter()
     run(config, run_dir)
-    model = load_run_model(run_dir)
+    model = RunDirectory(run_dir).load_model()
     model.iwae_samples = IWAE_SAMPLES
     diagnostics = latent_diagnostics(model, prepare_data(config).parts["val"], seed=seed, warn=False)
     scored = score_run(run_dir, methods=[s for s in SCORES])

@@ -45,7 +45,9 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 from _common import command_line, machine, markdown_table, write_section  # noqa: E402
 from tfp_anomaly import config as config_lib  # noqa: E402
-from tfp_anomaly.experiment import load_signals, model_input, prepare_data, run  # noqa: E402
+from tfp_anomaly.experiment import run  # noqa: E402
+from tfp_anomaly.inputs import load_signals, model_input, prepare_data  # noqa: E402
+from tfp_anomaly.rundir import RunDirectory  # noqa: E402
 from tfp_anomaly.report.metrics import figures_of_merit  # noqa: E402
 from tfp_anomaly.scoring import Scorer, compute_terms, member_terms  # noqa: E402
 
@@ -95,13 +97,12 @@ def scored_rows(label, model, terms, methods, seed, members_label=None) -> list[
 def train_and_score(config, samples, seed, work: Path, methods, label, members_label=None) -> list[dict]:
     """Train ``config`` with training seed ``seed`` as ``tfp-anomaly train`` does, and score it (an
     ensemble's members also as single models)."""
-    from tfp_anomaly.evaluate import load_run_model
 
     config = copy.deepcopy(config)
     config["training"]["seed"] = seed
     run_dir = work / f"{config['model']['type']}_{seed}"
     run(config, run_dir)
-    model = load_run_model(run_dir)
+    model = RunDirectory(run_dir).load_model()
     terms = {name: compute_terms(model, x, seed=seed) for name, x in samples.items()}
     return scored_rows(label, model, terms, methods, seed, members_label)
 

@@ -107,11 +107,11 @@ def stage_score(work: Path, args) -> dict:
 
     from tfp_anomaly.atomic import atomic_path
     from tfp_anomaly.data import grid_chunks, load_sample
-    from tfp_anomaly.evaluate import load_run_model
+    from tfp_anomaly.rundir import RunDirectory
     from tfp_anomaly.report.metrics import auc
     from tfp_anomaly.scoring import Scorer, compute_terms
 
-    model = load_run_model(work)
+    model = RunDirectory(work).load_model()
     cache = work / "events.h5"
     scorer, written = None, 0
     with atomic_path(work / "scores.h5") as tmp, h5py.File(tmp, "w") as out:

@@ -23,6 +23,7 @@ OUT = ROOT / "docs" / "api.md"
 #: (module, one-line role); in the order a reader meets them (docs/getting-started.md)
 MODULES = [
     ("tfp_anomaly.data", "readers, the object grid, scalers, splits, tf.data pipelines"),
+    ("tfp_anomaly.data.arrays", "the model input's two forms: an array or {x, mask}"),
     ("tfp_anomaly.data.pipeline", "tf.data pipelines, in memory or streamed from a file (imports TensorFlow)"),
     ("tfp_anomaly.flows", "normalizing flows as Keras layers over TFP bijectors"),
     ("tfp_anomaly.priors", "SWAE priors as TFP distributions"),
@@ -32,12 +33,17 @@ MODULES = [
     ("tfp_anomaly.models.training", "training, checkpoints, resuming"),
     ("tfp_anomaly.losses", "reconstruction losses and the sliced-Wasserstein distance"),
     ("tfp_anomaly.config", "YAML configurations"),
-    ("tfp_anomaly.experiment", "configuration -> data -> model -> run directory"),
+    ("tfp_anomaly.inputs", "configuration -> data: background, signals, split, model input, scaler"),
+    ("tfp_anomaly.experiment", "configuration -> model, and training into a run directory"),
+    ("tfp_anomaly.rundir", "the run directory: its files, every read and write of them"),
     ("tfp_anomaly.scoring", "scoring methods"),
     ("tfp_anomaly.evaluate", "scoring a run directory"),
     ("tfp_anomaly.detector", "the PyOD-style detector"),
     ("tfp_anomaly.report", "figures of merit, tables, the report"),
     ("tfp_anomaly.trigger", "trigger export through hls4ml"),
+    ("tfp_anomaly.registry", "the name -> implementation registries"),
+    ("tfp_anomaly.seeds", "stateless random streams that survive a checkpoint"),
+    ("tfp_anomaly.atomic", "atomic file and model output"),
     ("tuning.space", "Keras Tuner search spaces from YAML"),
     ("tuning.search", "searches on one machine or distributed"),
 ]

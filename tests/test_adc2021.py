@@ -35,7 +35,7 @@ def test_reads_layout_types_met_and_massless_energy(tmp_path):
     first = ev.event(0)["objects"]
     assert [o[0] for o in first] == ["e", "m", "j", "j"]
     np.testing.assert_allclose([o[1] for o in first], [o[2] * np.cosh(o[3]) for o in first], rtol=1e-6)
-    assert list(ev.label) == [0, 0, 0]
+    assert list(ev.labels) == [0, 0, 0]
     # the ADC2021 grid preset puts the 10 jets of event 1 into its 10 jet slots
     x, mask = ObjectGrid.preset("adc2021").transform(ev)
     assert x.shape == (3, 19, 4) and mask[1, 8:18].all() and mask.sum() == 4 + 10 + 3

@@ -18,7 +18,7 @@ def test_cache_round_trip_equals_csv(tmp_path, dm_file, dm_events):
     back = read_cache(tmp_path / "c.h5")
     for field in FIELDS:
         np.testing.assert_array_equal(getattr(back, field), getattr(dm_events, field), err_msg=field)
-    assert back.processes == dm_events.processes and back.label.tolist() == [1] * len(dm_events)
+    assert back.processes == dm_events.processes and back.labels.tolist() == [1] * len(dm_events)
     chunks = list(iter_cache(tmp_path / "c.h5", chunk_size=1000))
     assert len(chunks) == 7 and np.array_equal(np.concatenate([c.obj_pt for c in chunks]), dm_events.obj_pt)
     assert read_events(tmp_path / "c.h5").meta["format"] == "cache"

@@ -6,15 +6,15 @@ import pytest
 
 from tfp_anomaly import demo
 from tfp_anomaly.cli import build_parser
-from tfp_anomaly.experiment import signal_name
+from tfp_anomaly.inputs import signal_name
 
 
 def test_the_demo_trains_the_baseline_two_flow_posteriors_and_three_swae_priors():
-    vaes = [m for m in demo.MODELS.values() if m["type"] == "vae"]
+    vaes = [m for m in demo.COMPARED_MODELS.values() if m["type"] == "vae"]
     assert any(not m.get("flow") for m in vaes) and sum(bool(m.get("flow")) for m in vaes) >= 2
-    assert {m["prior"] for m in demo.MODELS.values() if m["type"] == "swae"} >= {"gaussian", "uniform", "ring"}
-    assert all(m["network"]["type"] == "conv" for m in demo.MODELS.values())
-    config = demo.comparison_config(demo.MODELS["ConvSWAE ring"], demo.QUICK)
+    assert {m["prior"] for m in demo.COMPARED_MODELS.values() if m["type"] == "swae"} >= {"gaussian", "uniform", "ring"}
+    assert all(m["network"]["type"] == "conv" for m in demo.COMPARED_MODELS.values())
+    config = demo.comparison_config(demo.COMPARED_MODELS["ConvSWAE ring"], demo.QUICK)
     assert config["data"]["background"] == "sample" and config["training"]["epochs"] == demo.QUICK["epochs"]
     args = build_parser().parse_args(["demo", "--quick", "--out", "x"])
     assert args.quick and args.out == "x"

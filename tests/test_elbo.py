@@ -158,7 +158,7 @@ def test_an_ensemble_trains_saves_and_loads_as_one_model(tmp_path):
 @pytest.fixture(scope="module")
 def embedded():
     from tfp_anomaly import config as config_lib
-    from tfp_anomaly.experiment import prepare_data
+    from tfp_anomaly.inputs import prepare_data
 
     config = config_lib.merge(config_lib.DEFAULTS, config_lib.read_yaml("examples/configs/convvae.yaml"))
     config["data"]["max_events"] = 12_000

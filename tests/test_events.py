@@ -4,14 +4,14 @@ import pytest
 from tfp_anomaly.data import Events, concatenate, objects
 
 
-def make(n_obj=(2, 0, 3), process=(0, 0, 1), processes=("a", "b"), label=None, unit="MeV"):
+def make(n_obj=(2, 0, 3), process=(0, 0, 1), processes=("a", "b"), labels=None, unit="MeV"):
     offsets = np.concatenate([[0], np.cumsum(n_obj)])
     m = offsets[-1]
     return Events(event_id=np.arange(len(n_obj)) + 10, process=process, processes=processes,
                   weight=np.ones(len(n_obj)), met=np.arange(len(n_obj)) * 1000.0, met_phi=np.zeros(len(n_obj)),
                   offsets=offsets, obj_type=np.arange(m) % 3, obj_e=np.arange(m) * 2000.0 + 2000,
                   obj_pt=np.arange(m) * 1000.0 + 1000, obj_eta=np.zeros(m), obj_phi=np.zeros(m),
-                  label=label, unit=unit)
+                  labels=labels, unit=unit)
 
 
 def test_slicing_take_and_mask_keep_objects_with_their_events():
@@ -41,7 +41,7 @@ def test_concatenate_refuses_mixed_units_and_labelling():
     with pytest.raises(ValueError, match="units"):
         concatenate([make(), make(unit="GeV")])
     with pytest.raises(ValueError, match="labelled"):
-        concatenate([make(), make(label=np.ones(3))])
+        concatenate([make(), make(labels=np.ones(3))])
 
 
 def test_unit_conversion_scales_energies_only():

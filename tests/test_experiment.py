@@ -9,7 +9,7 @@ import pytest
 import yaml
 
 from tfp_anomaly import config as config_lib
-from tfp_anomaly import experiment, priors
+from tfp_anomaly import experiment, inputs, priors
 from tfp_anomaly.cli import main
 from tfp_anomaly.flows import FlowChain
 
@@ -161,7 +161,7 @@ def test_labelled_files_give_background_only(tmp_path):
     _need(LHCO_SCALARS)
     config = config_lib.load_config(CONFIGS / "lhco_dense_vae.yaml", [
         f"data.dir={LHCO_SCALARS}", "data.background=[scalars_bkg01.h5, scalars_sig01.h5]", "scaler.name=robust"])
-    table, report = experiment.load_background(config)
+    table, report = inputs.load_background(config)
     from tfp_anomaly.data import read_lhco_scalars
 
     signal = read_lhco_scalars(LHCO_SCALARS / "scalars_sig01.h5")
@@ -169,6 +169,6 @@ def test_labelled_files_give_background_only(tmp_path):
     assert report["signal_events_removed"] == len(signal)
     assert len(table) == report["background_events"] == len(background)
     assert (table.labels == 0).all()
-    prepared = experiment.prepare_data(config)
+    prepared = inputs.prepare_data(config)
     # the robust scaler was fitted on the training part: its medians are 0 there
     np.testing.assert_allclose(np.median(prepared.scaler.transform(prepared.parts["train"]), 0), 0, atol=1e-5)

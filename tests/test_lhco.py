@@ -47,7 +47,7 @@ def test_scalar_raise_policy_names_file_row_and_column(lhco_scalar_dir):
 
 def test_raw_tiny_file(lhco_raw_file):
     ev = read_lhco_raw(lhco_raw_file)
-    assert len(ev) == 1000 and np.bincount(ev.label).tolist() == [907, 93]
+    assert len(ev) == 1000 and np.bincount(ev.labels).tolist() == [907, 93]
     assert ev.unit == "GeV" and set(ev.count_by_type()) == {"h"}
     assert ev.n_objects.max() <= 700 and ev.n_objects.min() > 0
     # MET is the negative vector sum of the hadrons' transverse momenta
@@ -61,7 +61,7 @@ def test_scalar_chunk01_signal_positions_match_the_raw_file(lhco_raw_file, lhco_
     """Two readers, two file formats, one truth: chunk 01 is R&D events 0-9,999."""
     raw = read_lhco_raw(lhco_raw_file)
     sig = read_lhco_scalars(lhco_scalar_dir / "scalars_sig01.h5", nonfinite="keep")
-    assert np.array_equal(sig.event_index[sig.event_index < 1000], np.flatnonzero(raw.label == 1))
+    assert np.array_equal(sig.event_index[sig.event_index < 1000], np.flatnonzero(raw.labels == 1))
 
 
 def test_raw_without_pytables_says_which_extra(monkeypatch, lhco_raw_file):

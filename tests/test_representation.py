@@ -58,6 +58,6 @@ def test_unknown_names_are_rejected():
         ObjectGrid(blocks=[("tau", 2)])
     with pytest.raises(KeyError, match="unknown features"):
         ObjectGrid(features=["mass"])
-    with pytest.raises(KeyError, match="available: darkflow"):
+    with pytest.raises(KeyError, match="available: adc2021, darkflow"):
         ObjectGrid.preset("nope")
     assert objects.available()[:7] == ["j", "b", "e-", "e+", "m-", "m+", "g"]

@@ -21,7 +21,7 @@ def test_sample_has_the_documented_counts_per_process_and_labels():
         assert len(events) == entry["events"] == sum(entry["processes"].values())
         counts = {events.processes[k]: int(n) for k, n in enumerate(np.bincount(events.process)) if n}
         assert counts == entry["processes"]
-        assert (events.label == (entry["kind"] == "signal")).all()
+        assert (events.labels == (entry["kind"] == "signal")).all()
     assert set(files["background"]["processes"]) == {"qcd", "wjets", "zjets", "ttbar"}
 
 
@@ -41,7 +41,7 @@ def test_sample_parses_with_the_dark_machines_reader_exactly():
 
 def test_signals_part_and_unknown_parts():
     signals = load_sample("signals")
-    assert (signals.label == 1).all() and len(set(signals.processes)) >= 3
+    assert (signals.labels == 1).all() and len(set(signals.processes)) >= 3
     with pytest.raises(KeyError, match="unknown sample part 'wprime'; available: background, signals"):
         load_sample("wprime")
 

@@ -6,11 +6,12 @@ import h5py
 import numpy as np
 import pytest
 
-from tfp_anomaly import experiment
+from tfp_anomaly import inputs
 from tfp_anomaly.cli import main
 from tfp_anomaly.data.cache import write_cache
 from tfp_anomaly.data.sample import sample_files
-from tfp_anomaly.evaluate import TEST_SPLIT, run_config, score_run
+from tfp_anomaly.evaluate import TEST_SPLIT, score_run
+from tfp_anomaly.rundir import RunDirectory
 from tfp_anomaly.report import ScoredRun
 from tfp_anomaly.report.metrics import auc
 
@@ -35,7 +36,7 @@ def run_dir(tmp_path_factory):
 
 def _write_test_split(run_dir, path):
     """Write the run's own held-out test events to an event cache (the format `data convert` writes)."""
-    table, _ = experiment.load_background(run_config(run_dir))
+    table, _ = inputs.load_background(RunDirectory(run_dir).read_config())
     write_cache([table[np.load(run_dir / "split.npz")["test"]]], path)
     return path
 

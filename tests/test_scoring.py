@@ -49,7 +49,7 @@ def test_combinations_standardise_each_term_on_background():
 
 
 @pytest.mark.parametrize("spec, message", [("msq", "unknown scoring method 'msq'"),
-                                           ("mse+foo", "unknown term 'foo'"), ("x*mse+kl", "weight 'x'")])
+                                           ("mse+foo", r"combination 'mse\+foo': unknown scoring method 'foo'"), ("x*mse+kl", "weight 'x'")])
 def test_unknown_methods_are_named(spec, message):
     with pytest.raises(KeyError, match=message):
         scoring.get_method(spec)

@@ -107,7 +107,7 @@ def test_a_staged_run_resumed_at_the_stage_boundary_ends_where_an_uninterrupted_
 def test_strategies_are_checked():
     assert [(p.stage, p.start, p.end) for p in phases("staged", 10)] == [("vae", 0, 5), ("flow", 5, 10)]
     assert [p.stage for p in phases("flow_warmup", 4, 0)] == ["joint"]
-    with pytest.raises(KeyError, match="unknown strategy 'stagged'; available: joint, staged, flow_warmup"):
+    with pytest.raises(KeyError, match="unknown strategy 'stagged'; available: flow_warmup, joint, staged"):
         phases("stagged", 4)
     with pytest.raises(ValueError, match="first_stage_epochs = 6 must lie in"):
         phases("staged", 4, 6)
@@ -119,7 +119,7 @@ def test_strategies_are_checked():
 
 def test_the_tuner_trains_a_trial_by_its_strategy(tmp_path):
     from tfp_anomaly import config as config_lib
-    from tfp_anomaly.experiment import prepare_data
+    from tfp_anomaly.inputs import prepare_data
     from tuning.hypermodel import AutoencoderHyperModel
     from pathlib import Path
 

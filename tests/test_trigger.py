@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 
 from tfp_anomaly import config as config_lib
-from tfp_anomaly import experiment, trigger
+from tfp_anomaly import experiment, inputs, trigger
 from tfp_anomaly.cli import main
-from tfp_anomaly.evaluate import run_config
+from tfp_anomaly.rundir import RunDirectory
 from tfp_anomaly.models import SWAE, VAE
 from tfp_anomaly.scoring import Scorer
 
@@ -40,7 +40,7 @@ def vae_run_dir(tmp_path_factory):
 def test_folded_mahalanobis_equals_the_toolkit_score(run_dir):
     model, fitted, samples = trigger.run_inputs(run_dir, "mahalanobis", max_events=500)
     exported = trigger.trigger_model(model, "mahalanobis", fitted)
-    scorer = Scorer(["mahalanobis"]).fit(model, experiment.prepare_data(run_config(run_dir)).parts["train"])
+    scorer = Scorer(["mahalanobis"]).fit(model, inputs.prepare_data(RunDirectory(run_dir).read_config()).parts["train"])
     scaled = trigger.scaled_inputs(model, samples)
     assert len(samples) == 4  # test background and the three embedded signals
     for name, x in samples.items():

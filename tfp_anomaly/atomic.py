@@ -1,4 +1,4 @@
-"""Atomic file output: write to a temporary file beside the target, then rename.
+"""Atomic file output: write to a temporary file beside the target, then rename (also for Keras models).
 
 A failure half-way (an exception, a full disk, Ctrl-C) leaves the target untouched: either the old
 file or nothing, never a truncated file.
@@ -42,4 +42,19 @@ def atomic_path(target: str | os.PathLike) -> Iterator[Path]:
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
             tmp_path.unlink()
+        raise
+
+
+def save_model(model, target: str | os.PathLike) -> None:
+    """``model.save`` to ``target`` atomically: Keras insists on a ``.keras`` suffix, so the model is
+    written to a hidden ``.<name>.partial.keras`` beside the target and renamed onto it."""
+    target = Path(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    partial = target.with_name(f".{target.stem}.partial{target.suffix}")
+    try:
+        model.save(partial)
+        os.replace(partial, target)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            partial.unlink()
         raise

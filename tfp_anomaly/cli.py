@@ -151,16 +151,16 @@ def cmd_tune(args) -> int:
 
 def cmd_score(args) -> int:
     from .evaluate import check_background_files, score_run
+    from .rundir import RunDirectory
 
     if args.background:  # a wrong file fails before any slow work
         for run_dir in args.run_dirs:
             check_background_files(run_dir, args.background)
     signals = None
     if args.signal:
-        from .evaluate import run_config
-        from .experiment import load_signals
+        from .inputs import load_signals
 
-        config = run_config(Path(args.run_dirs[0]))
+        config = RunDirectory(args.run_dirs[0]).read_config()
         config["data"].update(signals=[str(Path(f).resolve()) for f in args.signal], dir=None)  # named by stem
         signals = load_signals(config, args.max_signal_events)
     for run_dir in args.run_dirs:
@@ -171,7 +171,7 @@ def cmd_score(args) -> int:
         print(f"{run_dir}: {len(result.methods)} scores ({', '.join(result.methods)}) of "
               f"{len(next(iter(result.background.values()))):,} {origin} background events and "
               f"{', '.join(f'{n} ({len(next(iter(s.values()))):,})' for n, s in result.signals.items())} "
-              f"-> {Path(run_dir) / 'scores.h5'}")
+              f"-> {RunDirectory(run_dir).scores_file}")
     return 0
 
 
@@ -195,8 +195,9 @@ def cmd_export_hls(args) -> int:
 def cmd_report(args) -> int:
     from .report import ScoredRun, write_report
     from .report.tables import summary_text
+    from .rundir import RunDirectory
 
-    runs = [ScoredRun.load(Path(d) / "scores.h5") for d in args.run_dirs]
+    runs = [ScoredRun.load(RunDirectory(d).scores_file) for d in args.run_dirs]
     result = write_report(runs, args.out, published=args.published, channel=args.channel,
                           bootstrap=args.bootstrap)
     print(summary_text(result["table"]))

@@ -45,14 +45,20 @@ class ConfigError(ValueError):
 
 
 def merge(base: dict, update: dict) -> dict:
-    """``base`` updated by ``update``, recursively for mappings (neither argument is modified)."""
+    """``base`` updated by ``update``, recursively for mappings (neither argument is modified). A
+    mapping that names a different ``type`` than the base's (``model.network: {type: deepsets}`` over
+    a conv network) replaces it: the base's options belong to the other type."""
     out = copy.deepcopy(base)
     for key, value in update.items():
-        if isinstance(value, dict) and isinstance(out.get(key), dict):
+        if isinstance(value, dict) and isinstance(out.get(key), dict) and not _retyped(out[key], value):
             out[key] = merge(out[key], value)
         else:
             out[key] = copy.deepcopy(value)
     return out
+
+
+def _retyped(base: dict, update: dict) -> bool:
+    return "type" in base and "type" in update and base["type"] != update["type"]
 
 
 def read_yaml(path, _seen=()) -> dict:

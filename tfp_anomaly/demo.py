@@ -35,8 +35,8 @@ CONV = {"latent_dim": 15, "network": {"type": "conv", "hidden": 20}}
 ELBO = {"reconstruction": "gaussian", "free_bits": 0.5}
 SWAE = {"reconstruction": "mse", "lam": 1.0}
 
-#: model name → model section
-MODELS = {
+#: the models the main job compares: display name → model section
+COMPARED_MODELS = {
     "ConvVAE": {"type": "vae", **CONV, **ELBO},
     "ConvVAE + Planar×6": {"type": "vae", **CONV, **ELBO, "flow": "planar*6", "flow_kwargs": {"amortized": True}},
     "ConvVAE + IAF×4": {"type": "vae", **CONV, **ELBO, "flow": "iaf, reverse, iaf, reverse, iaf, reverse, iaf",
@@ -106,9 +106,9 @@ def run_comparison(models: dict, out, base: dict = BASE, settings: dict = FULL, 
 
 
 def run_demo(out="runs/demo", quick: bool = False, published=None, log=print) -> dict:
-    """The main job: :data:`MODELS` on the embedded sample (:data:`QUICK` or :data:`FULL` settings)."""
+    """The main job: :data:`COMPARED_MODELS` on the embedded sample (:data:`QUICK` or :data:`FULL` settings)."""
     title = "tfp-anomaly demo: embedded Pythia 8 sample" + (" (--quick)" if quick else "")
-    return run_comparison(MODELS, out, BASE, QUICK if quick else FULL, published, title, log)
+    return run_comparison(COMPARED_MODELS, out, BASE, QUICK if quick else FULL, published, title, log)
 
 
 def print_result(result: dict, out) -> None:

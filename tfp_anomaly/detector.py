@@ -26,22 +26,11 @@ from pathlib import Path
 import numpy as np
 from sklearn.base import BaseEstimator
 
-from .atomic import atomic_path
+from .atomic import atomic_path, save_model
+from .data import arrays as model_input
 from .data.splits import split_indices
 from .report.metrics import MIN_BACKGROUND_ABOVE, LowStatisticsWarning, threshold_at
 from .scoring import Scorer
-
-
-def _rows(x, index):
-    return {k: v[index] for k, v in x.items()} if isinstance(x, dict) else x[index]
-
-
-def _length(x) -> int:
-    return len(x["x"]) if isinstance(x, dict) else len(x)
-
-
-def _shape(x) -> tuple:
-    return tuple((x["x"] if isinstance(x, dict) else x).shape[1:])
 
 
 class AnomalyDetector(BaseEstimator):
@@ -66,9 +55,9 @@ class AnomalyDetector(BaseEstimator):
     # ------------------------------------------------------------------ fitting
     def fit(self, X, y=None):
         """Fit on background ``X`` (``y`` is ignored: unsupervised)."""
-        n = _length(X)
+        n = model_input.n_events(X)
         split = split_indices(n, (1.0 - self.calibration_fraction, self.calibration_fraction, 0.0), self.seed)
-        fit_part, calibration = _rows(X, split.train), _rows(X, split.val)
+        fit_part, calibration = model_input.take(X, split.train), model_input.take(X, split.val)
         self.model_, self.history_ = self._model(fit_part)
         self.scorer_ = Scorer([self.score], batch_size=4096, seed=self.seed).fit(self.model_, fit_part)
         self.decision_scores_ = self.decision_function(calibration)
@@ -84,12 +73,12 @@ class AnomalyDetector(BaseEstimator):
     def _model(self, X):
         import keras
 
-        from . import models  # noqa: F401 (registers the model classes with Keras before loading)
+        from .models import load_model
 
         if isinstance(self.model, keras.Model):
             return self.model, None
         if isinstance(self.model, (str, Path)):
-            return keras.models.load_model(self.model), None
+            return load_model(self.model), None
         return self._train(dict(self.model or {"type": "vae"}), X)
 
     def _train(self, spec, X):
@@ -97,11 +86,12 @@ class AnomalyDetector(BaseEstimator):
         from .experiment import build_model
         from .models.training import train
 
-        split = split_indices(_length(X), (1.0 - self.validation_fraction, self.validation_fraction, 0.0), self.seed + 1)
-        train_x, val_x = _rows(X, split.train), _rows(X, split.val)
-        arrays = train_x if isinstance(train_x, dict) else {"x": train_x}
-        scaler = get_scaler(self.scaler).fit(arrays["x"], arrays.get("mask"))
-        model = build_model({"model": spec, "training": {"seed": self.seed}}, _shape(X), scaler.get_config())
+        fractions = (1.0 - self.validation_fraction, self.validation_fraction, 0.0)
+        split = split_indices(model_input.n_events(X), fractions, self.seed + 1)
+        train_x, val_x = model_input.take(X, split.train), model_input.take(X, split.val)
+        scaler = get_scaler(self.scaler).fit(*model_input.split_mask(train_x))
+        model = build_model({"model": spec, "training": {"seed": self.seed}}, model_input.event_shape(X),
+                            scaler.get_config())
         model, history = train(model, train_x, val_x if len(split.val) else None, epochs=self.epochs,
                                batch_size=self.batch_size, seed=self.seed, learning_rate=self.learning_rate,
                                verbose=self.verbose)
@@ -129,9 +119,7 @@ class AnomalyDetector(BaseEstimator):
         self._check_fitted()
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
-        partial = directory / ".model.partial.keras"
-        self.model_.save(partial)
-        partial.replace(directory / "model.keras")
+        save_model(self.model_, directory / "model.keras")
         params = {k: v for k, v in self.get_params().items() if k != "model"}
         state = {"params": params, "scorer": self.scorer_.get_config(), "threshold": self.threshold_,
                  "decision_scores": self.decision_scores_.tolist(), "history": self.history_}
@@ -141,9 +129,7 @@ class AnomalyDetector(BaseEstimator):
 
     @classmethod
     def load(cls, directory) -> "AnomalyDetector":
-        import keras
-
-        from . import models  # noqa: F401 (registers the model classes with Keras before loading)
+        from .models import load_model
 
         directory = Path(directory)
         path = directory / "detector.json"
@@ -151,7 +137,7 @@ class AnomalyDetector(BaseEstimator):
             raise FileNotFoundError(f"{directory}: no detector.json (not a saved AnomalyDetector)")
         state = json.loads(path.read_text())
         detector = cls(model=str(directory / "model.keras"), **state["params"])
-        detector.model_ = keras.models.load_model(directory / "model.keras")
+        detector.model_ = load_model(directory / "model.keras")
         detector.scorer_ = Scorer.from_config(state["scorer"])
         detector.threshold_ = float(state["threshold"])
         detector.decision_scores_ = np.asarray(state["decision_scores"])

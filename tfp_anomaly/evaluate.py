@@ -11,46 +11,15 @@ directory.
 """
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
-import yaml
 
-from .atomic import atomic_path
-from .data import formats
-from .experiment import RUN_CONFIG, load_signals, model_input, prepare_data, read_files
-from .report.results import LATENT_ROWS, SCORES_FILE, ScoredRun
+from .data import arrays
+from .inputs import file_format, load_signals, model_input, prepare_data, read_background
+from .report.results import LATENT_ROWS, ScoredRun
+from .rundir import RunDirectory
 from .scoring import Scorer, member_terms
-
-
-def load_run_model(run_dir: Path):
-    """The run's final ``model.keras`` (its scaler inside)."""
-    import keras
-
-    from . import models  # noqa: F401 (registers the model classes with Keras before loading)
-
-    path = run_dir / "model.keras"
-    if not path.exists():
-        raise FileNotFoundError(f"{run_dir}: no model.keras (train the run to the end first: tfp-anomaly train)")
-    return keras.models.load_model(path)
-
-
-def run_config(run_dir: Path) -> dict:
-    """The resolved configuration a run was trained with (its ``config.yaml``)."""
-    path = Path(run_dir) / RUN_CONFIG
-    if not path.exists():
-        raise FileNotFoundError(f"{run_dir}: not a run directory (no {RUN_CONFIG})")
-    return yaml.safe_load(path.read_text())
-
-
-def check_split(run_dir: Path, split: dict) -> None:
-    """Raise when the split made now differs from the run's ``split.npz`` (the input files changed)."""
-    saved = np.load(run_dir / "split.npz")
-    for part, index in split.items():
-        if part in saved and not np.array_equal(saved[part], index):
-            raise ValueError(f"{run_dir}: the background read now does not split as when the model was trained "
-                             f"(part {part!r} differs from split.npz): the input files changed")
 
 
 def describe(model, config: dict, summary: dict) -> dict:
@@ -62,30 +31,10 @@ def describe(model, config: dict, summary: dict) -> dict:
             "ensemble": int(getattr(model, "ensemble_size", 1)), "diagnostics": summary.get("diagnostics")}
 
 
-def read_history(run_dir: Path) -> dict | None:
-    """The run's ``history.csv`` as ``{metric: [per epoch]}``, or None."""
-    import pandas as pd
-
-    path = run_dir / "history.csv"
-    if not path.exists():
-        return None
-    frame = pd.read_csv(path)
-    return {c: frame[c].astype(float).tolist() for c in frame.columns if c != "epoch"}
-
-
 #: ``meta["background"]`` of a run scored on its own held-out test split
 TEST_SPLIT = "test split"
 #: the input of each kind in words, with its shape per event (error messages)
 INPUT_WORDS = {"events": "events on an object grid of shape {}", "table": "a feature table of shape {}"}
-
-
-def run_input_shape(run_dir: Path) -> tuple:
-    """The shape of one event the run's model takes: ``summary.json``'s ``input_shape``, else the model's."""
-    path = Path(run_dir) / "summary.json"
-    summary = json.loads(path.read_text()) if path.exists() else {}
-    if "input_shape" in summary:
-        return tuple(int(n) for n in summary["input_shape"])
-    return tuple(load_run_model(Path(run_dir)).event_shape)
 
 
 def input_kind(shape: tuple) -> str:
@@ -102,17 +51,16 @@ def check_background_files(run_dir, paths, config: dict | None = None, shape: tu
     """``paths`` as Paths, checked without reading them: each exists and holds the kind of input the run
     was trained on (events or a feature table). Raises naming the file and the input the run's model
     takes; ``config`` and ``shape`` default to the run's."""
-    run_dir = Path(run_dir)
-    config = run_config(run_dir) if config is None else config
-    shape = run_input_shape(run_dir) if shape is None else tuple(shape)
+    run = RunDirectory(run_dir)
+    config = run.read_config() if config is None else config
+    shape = run.input_shape() if shape is None else tuple(shape)
     paths = [Path(p) for p in ([paths] if isinstance(paths, (str, Path)) else paths)]
     if not paths:
         raise ValueError("--background: no file given")
     for path in paths:
         if not path.exists():
             raise FileNotFoundError(f"background file not found: {path}")
-        name = config["data"]["format"]
-        fmt = formats.detect(path) if name == "auto" else formats.get(name)
+        fmt = file_format(config, path)
         if fmt.kind != input_kind(shape):
             holds = "events" if fmt.kind == "events" else "a feature table"
             raise ValueError(f"{path}: holds {holds} ({fmt.name}), but the model of run {run_dir} takes "
@@ -120,34 +68,20 @@ def check_background_files(run_dir, paths, config: dict | None = None, shape: tu
     return paths
 
 
-def read_background(config: dict, paths: list[Path]):
-    """(Events or FeatureTable of background only, events with truth label 1 removed) of ``paths``, read
-    with the run's ``data`` options as :func:`tfp_anomaly.experiment.load_background` reads its files."""
-    table, _ = read_files(config, paths, "--background")
-    labels = table.labels if hasattr(table, "labels") else table.label
-    keep = np.ones(len(table), bool) if labels is None else labels == 0
-    if not keep.any():
-        raise ValueError(f"{', '.join(str(p) for p in paths)}: no background event to score "
-                         f"({len(table)} events, all with truth label 1)")
-    return table[np.flatnonzero(keep)], int((~keep).sum())
-
-
 def check_input(x, shape: tuple, source: str) -> None:
     """Raise naming ``source`` when model input ``x`` ({"x", "mask"} or array) is empty or not ``shape``
     per event."""
-    x = x["x"] if isinstance(x, dict) else np.asarray(x)
-    if len(x) == 0:
+    if arrays.n_events(x) == 0:
         raise ValueError(f"{source}: no background event to score")
-    if tuple(x.shape[1:]) != tuple(shape):
-        raise ValueError(f"{source}: gives {describe_input(x.shape[1:])}, but the run's model takes "
+    if arrays.event_shape(x) != tuple(shape):
+        raise ValueError(f"{source}: gives {describe_input(arrays.event_shape(x))}, but the run's model takes "
                          f"{describe_input(shape)}")
 
 
-def check_columns(run_dir: Path, table, paths) -> None:
+def check_columns(run: RunDirectory, table, paths) -> None:
     """Raise naming the files when a feature table's columns are not the run's (``data.json``), in order:
     the reader drops constant or duplicate columns per read, so a count alone can hide a misalignment."""
-    path = Path(run_dir) / "data.json"
-    expected = json.loads(path.read_text()).get("columns") if path.exists() else None
+    expected = run.training_columns()
     names = getattr(table, "names", None)
     if expected is None or names is None or list(names) == list(expected):
         return
@@ -157,16 +91,16 @@ def check_columns(run_dir: Path, table, paths) -> None:
                      f"{expected[first] if first < len(expected) else 'none'!r})")
 
 
-def background_input(run_dir: Path, config: dict, background) -> tuple:
+def background_input(run: RunDirectory, config: dict, background) -> tuple:
     """(model input, meta) of an independent ``background``: files (read, label-1 events removed and
     counted, put on the run's grid or feature matrix) or model input as given; checked against the run."""
-    shape = run_input_shape(run_dir)
+    shape = run.input_shape()
     if isinstance(background, (dict, np.ndarray)):
         check_input(background, shape, "background")
         return background, {"background": "model input given to score_run"}
-    paths = check_background_files(run_dir, background, config, shape)
+    paths = check_background_files(run, background, config, shape)
     table, removed = read_background(config, paths)
-    check_columns(run_dir, table, paths)
+    check_columns(run, table, paths)
     x = model_input(config, table)
     check_input(x, shape, ", ".join(str(p) for p in paths))
     return x, {"background": [str(p.resolve()) for p in paths], "background_signal_events_removed": removed}
@@ -179,16 +113,16 @@ def score_run(run_dir, methods="all", signals: dict | None = None, name: str | N
     configuration's ``data.signals``. ``background`` (files, or model input {"x", "mask"} / array) is
     scored instead of the run's test split; the scores are fitted on the training background either way.
     Returns the :class:`ScoredRun` (also saved as ``scores.h5``)."""
-    run_dir = Path(run_dir)
-    config = run_config(run_dir)
-    independent = None if background is None else background_input(run_dir, config, background)
-    model = load_run_model(run_dir)
+    run = RunDirectory(run_dir)
+    config = run.read_config()
+    independent = None if background is None else background_input(run, config, background)
+    model = run.load_model()
     prepared = prepare_data(config)
-    check_split(run_dir, prepared.split)
+    run.check_split(prepared.split)
     scorer = Scorer(methods, batch_size=batch_size, seed=seed).fit(model, prepared.parts["train"], progress=progress)
     signals = load_signals(config, max_signal_events) if signals is None else signals
     if not signals:
-        raise ValueError(f"{run_dir}: no signal to score: set data.signals in the configuration or pass --signal")
+        raise ValueError(f"{run}: no signal to score: set data.signals in the configuration or pass --signal")
     x_background, origin = independent or (prepared.parts["test"], {"background": TEST_SPLIT})
     samples = {"background": x_background,
                **{n: (s if isinstance(s, (dict, np.ndarray)) else model_input(config, s)) for n, s in signals.items()}}
@@ -198,12 +132,10 @@ def score_run(run_dir, methods="all", signals: dict | None = None, name: str | N
         scores[sample] = scorer.score(model, x, terms=terms)
         first = member_terms(terms, 0) if getattr(model, "ensemble_size", 1) > 1 else terms  # plots: member 0
         latent[sample] = first["latent"][:LATENT_ROWS]
-    summary = json.loads((run_dir / "summary.json").read_text()) if (run_dir / "summary.json").exists() else {}
-    meta = {**describe(model, config, summary), "run_dir": str(run_dir), **origin,
+    meta = {**describe(model, config, run.read_summary()), "run_dir": str(run), **origin,
             "encoder_only": sorted(n for n, m in scorer.methods.items() if m.encoder_only)}
     background = scores.pop("background")
-    result = ScoredRun(name or run_dir.name, meta, background, scores, latent, read_history(run_dir))
-    result.save(run_dir / SCORES_FILE)
-    with atomic_path(run_dir / "scorer.json") as tmp:
-        tmp.write_text(json.dumps(scorer.get_config()))
+    result = ScoredRun(name or run.name, meta, background, scores, latent, run.read_history())
+    result.save(run.scores_file)
+    run.write_scorer(scorer.get_config())
     return result

@@ -45,7 +45,7 @@ import random
 
 import numpy as np
 
-from .scoring import ScoringMethod, _check_fitted, register
+from .scoring import SCORES, ScoringMethod, _check_fitted
 
 #: share of the fitting events held out to stop training early (the best held-out epoch is kept)
 VALIDATION_FRACTION = 0.1
@@ -57,7 +57,7 @@ U_CLAMP = 1e6
 SCORE_BATCH = 65536
 
 
-@register("latent_flow")
+@SCORES.register("latent_flow")
 class LatentFlow(ScoringMethod):
     """−log q̂(z): negative log-density of the encoding under a flow fitted to the background encodings.
 
@@ -128,7 +128,7 @@ class LatentFlow(ScoringMethod):
         try:
             keras.utils.set_random_seed(self.seed)  # weight initialisation and batch shuffling
             model = self._new_model(u.shape[1])
-            # XLA off: DESIGN.md keeps jit_compile opt-in, and it would make CPU and GPU fits differ further
+            # XLA off: docs/design.md keeps jit_compile opt-in, and it would make CPU and GPU fits differ further
             model.compile(optimizer=keras.optimizers.Adam(self.learning_rate), jit_compile=False)
             # the optimizer's slots made now, not inside the first step (which would trace it twice: ~2 s)
             model.optimizer.build(model.trainable_variables)

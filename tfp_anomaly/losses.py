@@ -2,32 +2,39 @@
 
 Shapes: inputs ``x`` are (batch, slots, features) object matrices (or (batch, features) vectors) with a
 ``mask`` (batch, slots) of real slots; every loss returns one value per event, shape (batch,).
+
+:data:`RECONSTRUCTIONS` maps the names of ``model.reconstruction`` to the loss classes; a user adds
+one with ``@RECONSTRUCTIONS.register("name")`` on a :class:`Reconstruction` subclass.
+:data:`FEATURE_LIKELIHOODS` maps the per-feature distributions of the ``likelihood`` loss to their
+:class:`FeatureDistribution`.
 """
 from __future__ import annotations
 
+import dataclasses
 import math
+from typing import Callable
 
 import tensorflow as tf
 
-RECONSTRUCTIONS: dict[str, type] = {}
+from .registry import Registry
 
 
-def register(name):
-    """Decorator: register a reconstruction loss class under ``name`` (``model.reconstruction``)."""
-    def wrap(cls):
-        cls.loss_name = name
-        RECONSTRUCTIONS[name] = cls
-        return cls
-    return wrap
+def _named_loss(name: str, cls: type) -> type:
+    cls.loss_name = name  # what get_config writes back as "name"
+    return cls
+
+
+#: ``model.reconstruction`` name → :class:`Reconstruction` subclass (its ``loss_name`` set on registration)
+RECONSTRUCTIONS = Registry("reconstruction loss", on_register=_named_loss)
 
 
 def get_reconstruction(spec) -> "Reconstruction":
-    """``"mse"``, ``"chamfer"``, ``{"name": "likelihood", "features": ["lognormal", "gaussian", ...]}``."""
+    """The reconstruction term of ``spec``: a name of :data:`RECONSTRUCTIONS` (``"mse"``, ``"chamfer"``,
+    ``"gaussian"``) or a mapping ``{"name": ..., **arguments}`` (``{"name": "likelihood", "features":
+    ["lognormal", "gaussian", ...]}``). An unknown name raises :class:`tfp_anomaly.registry.UnknownNameError`."""
     spec = {"name": spec} if isinstance(spec, str) else dict(spec)
-    name = spec.pop("name", None)
-    if name not in RECONSTRUCTIONS:
-        raise KeyError(f"unknown reconstruction loss {name!r}; available: {', '.join(sorted(RECONSTRUCTIONS))}")
-    return RECONSTRUCTIONS[name](**spec)
+    cls = RECONSTRUCTIONS.lookup(spec.pop("name", None), "model.reconstruction")
+    return cls(**spec)
 
 
 def _slot_mask(x, mask):
@@ -38,33 +45,66 @@ def _slot_mask(x, mask):
 
 
 class Reconstruction:
-    """A reconstruction term: the decoder emits ``params_per_feature`` numbers per input feature;
-    ``loss(x, out, mask)`` is per event; ``point(out)`` is the point reconstruction (for MSE scores).
-    ``is_likelihood``: the loss is −log p(x|z) (in nats, summed over the real features), so it adds to a
-    KL into a true ELBO and enters the importance-weighted bound; ``create_weights(model, n_features)``
-    lets a term own Keras weights of the model (a learned scale)."""
+    r"""Base class of the reconstruction terms: a loss ℓ(x, out) per event between the input x and
+    the decoder's output.
+
+    The decoder emits ``params_per_feature`` = k numbers per input feature: ``out`` has the shape of x
+    with its last axis F·k (the k numbers of a feature adjacent). :meth:`loss` returns ℓ per event;
+    :meth:`point` the point reconstruction x̂ (for the MSE-type scores). A subclass registered with
+    ``@RECONSTRUCTIONS.register("name")`` is selected by ``model.reconstruction: name``.
+
+    Shapes:
+        x: (batch, slots, F) object matrix or (batch, F) vector; out: the same with F·k last;
+        mask: (batch, slots), True on real slots (or None); ``loss`` returns (batch,).
+
+    Attributes:
+        params_per_feature: k, the numbers the decoder emits per feature (1 by default).
+        is_likelihood: the loss is −log p(x | z) in nats summed over the real features, so it adds to
+            a KL into a true ELBO and enters the importance-weighted bound.
+        loss_name: the registered name (set by :data:`RECONSTRUCTIONS`).
+    """
 
     params_per_feature = 1
     is_likelihood = False
 
     def create_weights(self, model, n_features: int) -> None:
-        """Add this term's weights to ``model`` (none by default)."""
+        """Add this term's weights (a learned scale) to ``model``, whose inputs have ``n_features``
+        feature columns (none by default)."""
 
     @property
     def variables(self) -> list:
         """The weights this term added to its model (a flow-only training stage freezes them)."""
         return []
 
+    def loss(self, x, out, mask=None):
+        """ℓ per event, (batch,), of input ``x`` and decoder output ``out``; ``mask`` (batch, slots)
+        marks the real slots."""
+        raise NotImplementedError
+
     def point(self, out):
+        """The point reconstruction x̂ of the decoder output (the output itself by default)."""
         return out
 
     def get_config(self):
         return {"name": self.loss_name}
 
 
-@register("mse")
+@RECONSTRUCTIONS.register("mse")
 class MaskedMSE(Reconstruction):
-    """Mean over real slots and features of (x − x̂)²; padded slots do not count."""
+    r"""Masked mean squared error, the reconstruction loss of DarkFlow's ConvVAE and the SWAE's default.
+
+    For an object matrix with real-slot mask m_s over S slots and F features,
+
+        ℓ(x, x̂) = Σ_s m_s (1/F) Σ_f (x_sf − x̂_sf)² / max(1, Σ_s m_s),
+
+    so padded slots do not count (an event with no real slot gives 0); for a vector
+    ℓ = (1/F) Σ_f (x_f − x̂_f)². The decoder emits one number per feature (x̂ = out). Not a likelihood:
+    its scale against the KL is set by β.
+
+    Shapes:
+        x, out: (batch, slots, F) or (batch, F); mask: (batch, slots) or None (every slot real);
+        loss: (batch,).
+    """
 
     def loss(self, x, out, mask=None):
         squared = tf.square(x - out)
@@ -83,11 +123,23 @@ def chamfer_distance(a, b):
     return tf.reduce_mean(tf.reduce_min(d, axis=2), axis=1) + tf.reduce_mean(tf.reduce_min(d, axis=1), axis=1)
 
 
-@register("chamfer")
+@RECONSTRUCTIONS.register("chamfer")
 class Chamfer(Reconstruction):
-    """Chamfer distance between the object rows of input and reconstruction (padded slots are the
-    zero rows of the representation, so an event's object count is part of what is reconstructed);
-    invariant under permutations of the rows of either set."""
+    r"""Chamfer distance between the object rows of the input and of the reconstruction, as point sets:
+
+        ℓ(x, x̂) = (1/S) Σ_i min_j ‖x_i − x̂_j‖² + (1/S) Σ_j min_i ‖x_i − x̂_j‖²,
+
+    i, j over all S slots (:func:`chamfer_distance`). The mask is not used: padded slots are the zero
+    rows of the representation, so an event's object count is part of what is reconstructed. Invariant
+    under permutations of the rows of either set; the decoder emits one number per feature.
+
+    Shapes:
+        x, out: (batch, slots, F) (a flat vector input is an error); loss: (batch,).
+
+    References:
+        Fan, Su & Guibas 2017, "A Point Set Generation Network for 3D Object Reconstruction from a
+        Single Image", arXiv:1612.00603.
+    """
 
     def loss(self, x, out, mask=None):
         if len(x.shape) != 3:
@@ -113,17 +165,30 @@ def _sum_real(nll, x, mask):
     return tf.reduce_sum(tf.reduce_sum(nll, axis=-1) * _slot_mask(x, mask), axis=-1)
 
 
-@register("gaussian")
+@RECONSTRUCTIONS.register("gaussian")
 class GaussianLikelihood(Reconstruction):
-    """−log p(x | z) = Σ_{real slots, features f} [ (x_f − x̂_f)² / (2σ_f²) + log σ_f + ½ log 2π ]:
-    a Gaussian per feature around the decoder's output, *summed* over the real (unmasked) features,
-    so it is in nats like the KL and reconstruction + KL is the negative ELBO.
+    r"""Gaussian negative log-likelihood around the decoder's output, summed over the real features:
 
-    ``scale="learned"`` (default): one σ_f per feature column, a model weight trained with the rest
-    (homoscedastic; the "calibrated decoder" of Rybkin, Daniilidis & Levine 2021, arXiv:2006.13202).
-    A learned σ sets the weight of the reconstruction against the KL from the data instead of a hand
-    tuned β, which is what keeps the posterior from collapsing onto the prior. A number fixes σ for
-    every feature (σ = 1/√2 makes the loss the summed squared error plus a constant)."""
+        ℓ(x, x̂) = −log p(x | z) = Σ_{real slots s} Σ_f [ (x_sf − x̂_sf)² / (2σ_f²) + log σ_f + ½ log 2π ],
+
+    in nats like the KL, so reconstruction + KL is the negative ELBO. log σ_f is clamped to
+    :data:`LOG_SCALE_RANGE`. With ``scale="learned"`` (default) σ_f is one weight per feature column,
+    trained with the rest (homoscedastic; the "calibrated decoder" of Rybkin et al.): a learned σ sets
+    the weight of the reconstruction against the KL from the data instead of a hand-tuned β, which is
+    what keeps the posterior from collapsing onto the prior. A number fixes σ_f = scale for every
+    feature (σ = 1/√2 makes ℓ the summed squared error plus a constant).
+
+    Args:
+        scale: ``"learned"``, or a positive number: the fixed σ of every feature.
+
+    Shapes:
+        x, out: (batch, slots, F) or (batch, F) (x̂ = out); mask: (batch, slots) or None;
+        the learned log σ: (F,), the model weight ``reconstruction_log_scale``; loss: (batch,).
+
+    References:
+        Rybkin, Daniilidis & Levine 2021, "Simple and Effective VAE Training with Calibrated Decoders",
+        arXiv:2006.13202.
+    """
 
     is_likelihood = True
 
@@ -153,39 +218,77 @@ class GaussianLikelihood(Reconstruction):
         return {"name": self.loss_name, "scale": self.scale}
 
 
-# Per-feature negative log-likelihoods: (x, params (..., k)) -> (...). Clamps noted where needed.
-FEATURE_LIKELIHOODS = {
-    # params: μ, log σ (log σ clamped to [−7, 7] so exp never over/underflows float32)
-    "gaussian": (2, lambda x, p: _gaussian_nll(x, p[..., 0], tf.clip_by_value(p[..., 1], -7.0, 7.0))),
-    # log x ~ N(μ, σ²): −log p(x) = NLL_N(log x) + log x; x floored at 1e-6 (x > 0 is the model's support)
-    "lognormal": (2, lambda x, p: _gaussian_nll(tf.math.log(tf.maximum(x, 1e-6)), p[..., 0],
-                                                tf.clip_by_value(p[..., 1], -7.0, 7.0))
-                  + tf.math.log(tf.maximum(x, 1e-6))),
-    # params: logit; x in {0, 1}
-    "bernoulli": (1, lambda x, p: tf.nn.sigmoid_cross_entropy_with_logits(labels=x, logits=p[..., 0])),
-}
-FEATURE_MEANS = {
-    "gaussian": lambda p: p[..., 0],
-    "lognormal": lambda p: tf.exp(p[..., 0] + 0.5 * tf.exp(2.0 * tf.clip_by_value(p[..., 1], -7.0, 7.0))),
-    "bernoulli": lambda p: tf.sigmoid(p[..., 0]),
-}
+@dataclasses.dataclass(frozen=True)
+class FeatureDistribution:
+    """One per-feature distribution of the ``likelihood`` reconstruction (:class:`FeatureLikelihood`).
+
+    Args:
+        params: how many parameters θ it reads (the first ``params`` of the decoder's k per feature).
+        nll: ``nll(x, theta)`` → −log p(x | θ): x (...), θ (..., k) → (...).
+        mean: ``mean(theta)`` → E[x | θ], (..., k) → (...): the point reconstruction.
+    """
+
+    params: int
+    nll: Callable
+    mean: Callable
 
 
-@register("likelihood")
+#: per-feature distribution name → :class:`FeatureDistribution` (``{"name": "likelihood", "features": [...]}``)
+FEATURE_LIKELIHOODS = Registry("feature likelihood")
+
+
+def _log_sigma(theta):
+    return tf.clip_by_value(theta[..., 1], *LOG_SCALE_RANGE)
+
+
+def _log_positive(x):
+    return tf.math.log(tf.maximum(x, 1e-6))  # x > 0 is the lognormal's support; floored at 1e-6
+
+
+# θ = (μ, log σ): −log N(x; μ, σ²), log σ clamped to LOG_SCALE_RANGE so exp never over/underflows float32
+FEATURE_LIKELIHOODS.register("gaussian", FeatureDistribution(
+    2, nll=lambda x, theta: _gaussian_nll(x, theta[..., 0], _log_sigma(theta)), mean=lambda theta: theta[..., 0]))
+# θ = (μ, log σ) of log x ~ N(μ, σ²): −log p(x) = −log N(log x; μ, σ²) + log x; E[x] = exp(μ + σ²/2)
+FEATURE_LIKELIHOODS.register("lognormal", FeatureDistribution(
+    2, nll=lambda x, theta: _gaussian_nll(_log_positive(x), theta[..., 0], _log_sigma(theta)) + _log_positive(x),
+    mean=lambda theta: tf.exp(theta[..., 0] + 0.5 * tf.exp(2.0 * _log_sigma(theta)))))
+# θ = logit; x in {0, 1}: the sigmoid cross-entropy; E[x] = sigmoid(logit)
+FEATURE_LIKELIHOODS.register("bernoulli", FeatureDistribution(
+    1, nll=lambda x, theta: tf.nn.sigmoid_cross_entropy_with_logits(labels=x, logits=theta[..., 0]),
+    mean=lambda theta: tf.sigmoid(theta[..., 0])))
+
+
+@RECONSTRUCTIONS.register("likelihood")
 class FeatureLikelihood(Reconstruction):
-    """−log p(x | decoder) with one distribution per feature column whose parameters the decoder emits
-    for every event, as in Cerri et al. 2019 (arXiv:1811.10276): ``gaussian`` (μ, log σ), ``lognormal``
-    (for positive quantities such as pT; use it on unscaled or log-free columns) and ``bernoulli`` (for
-    0/1 flags). Summed over the features of the real slots: a negative log-likelihood in nats."""
+    r"""−log p(x | z) with one distribution per feature column whose parameters θ the decoder emits for
+    every event and slot, as in Cerri et al.:
+
+        ℓ(x, out) = Σ_{real slots s} Σ_f −log p_f(x_sf | θ_sf),
+
+    a negative log-likelihood in nats. p_f is a name of :data:`FEATURE_LIKELIHOODS`: ``gaussian``
+    (θ = μ, log σ), ``lognormal`` (θ = μ, log σ of log x; for positive quantities such as pT, on
+    unscaled or log-free columns) or ``bernoulli`` (θ = logit; for 0/1 flags). The decoder emits
+    k = max_f params_f numbers per feature; a distribution with fewer parameters reads the first of
+    them. The point reconstruction is each distribution's mean.
+
+    Args:
+        features: one distribution name per feature column, in column order (length F).
+
+    Shapes:
+        x: (batch, slots, F) or (batch, F); out: the same with F·k last; mask: (batch, slots) or None;
+        loss: (batch,); point: the shape of x.
+
+    References:
+        Cerri, Nguyen, Pierini, Spiropulu & Vlimant 2019, "Variational Autoencoders for New Physics
+        Mining at the Large Hadron Collider", arXiv:1811.10276.
+    """
 
     is_likelihood = True
 
     def __init__(self, features=("gaussian",)):
         self.features = list(features)
-        unknown = [f for f in self.features if f not in FEATURE_LIKELIHOODS]
-        if unknown:
-            raise KeyError(f"unknown feature likelihood {unknown[0]!r}; available: {', '.join(FEATURE_LIKELIHOODS)}")
-        self.params_per_feature = max(FEATURE_LIKELIHOODS[f][0] for f in self.features)
+        self.distributions = [FEATURE_LIKELIHOODS.lookup(f, "model.reconstruction.features") for f in self.features]
+        self.params_per_feature = max(d.params for d in self.distributions)
 
     def _split(self, out):
         k = self.params_per_feature
@@ -193,13 +296,12 @@ class FeatureLikelihood(Reconstruction):
 
     def loss(self, x, out, mask=None):
         params = self._split(out)
-        nll = tf.stack([FEATURE_LIKELIHOODS[f][1](x[..., i], params[..., i, :]) for i, f in enumerate(self.features)],
-                       axis=-1)
+        nll = tf.stack([d.nll(x[..., i], params[..., i, :]) for i, d in enumerate(self.distributions)], axis=-1)
         return _sum_real(nll, x, mask)
 
     def point(self, out):
         params = self._split(out)
-        return tf.stack([FEATURE_MEANS[f](params[..., i, :]) for i, f in enumerate(self.features)], axis=-1)
+        return tf.stack([d.mean(params[..., i, :]) for i, d in enumerate(self.distributions)], axis=-1)
 
     def get_config(self):
         return {"name": self.loss_name, "features": self.features}

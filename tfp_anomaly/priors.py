@@ -15,22 +15,17 @@ import numpy as np
 import tensorflow as tf
 import tensorflow_probability as tfp
 
+from .registry import Registry
+
 tfd, tfb = tfp.distributions, tfp.bijectors
 
-PRIORS: dict[str, callable] = {}
-
-
-def register(name: str):
-    """Decorator: register a prior factory ``fn(dim, **kwargs) -> tfd.Distribution`` under ``name``."""
-    def wrap(fn):
-        PRIORS[name] = fn
-        return fn
-    return wrap
+#: prior name → factory ``fn(dim, **kwargs) -> tfd.Distribution`` (``@PRIORS.register("name")`` adds one)
+PRIORS = Registry("prior")
 
 
 def available() -> list[str]:
-    """Names of the registered priors."""
-    return sorted(PRIORS)
+    """Names of the registered priors, sorted."""
+    return PRIORS.names()
 
 
 def get_prior(prior, dim: int, **kwargs) -> tfd.Distribution:
@@ -41,11 +36,7 @@ def get_prior(prior, dim: int, **kwargs) -> tfd.Distribution:
         if tuple(prior.event_shape) != (dim,):
             raise ValueError(f"prior event shape {tuple(prior.event_shape)} does not match the latent dim ({dim},)")
         return prior
-    try:
-        builder = PRIORS[prior]
-    except KeyError:
-        raise KeyError(f"unknown prior {prior!r}; available: {', '.join(available())}") from None
-    return builder(int(dim), **kwargs)
+    return PRIORS.lookup(prior, "model.prior")(int(dim), **kwargs)
 
 
 #: priors whose log-density ranks points (not constant on the support, defined in R^d): the
@@ -64,10 +55,20 @@ def log_unit_sphere_area(dim: int) -> float:
 
 
 class RadialDistribution(tfd.Distribution):
-    """x = r · u with u uniform on the unit sphere S^{d−1} (``tfd.SphericalUniform``) and r ≥ 0 drawn
-    from ``radius`` (a scalar TFP distribution), independently. Density in ℝ^d:
+    r"""A spherically symmetric distribution in ℝ^d built from a law of the radius:
 
-        log p(x) = log p_r(‖x‖) − log S_{d−1} − (d − 1) log ‖x‖.
+        x = r · u,  u ~ Uniform(S^{d−1}) (``tfd.SphericalUniform``),  r ~ p_r independently,
+
+        log p(x) = log p_r(‖x‖) − log S_{d−1} − (d − 1) log ‖x‖,  S_{d−1} = 2 π^{d/2} / Γ(d/2),
+
+    (‖x‖ floored at 1e-15 in the log-density, so the origin gives a finite value). The ``ball``,
+    ``sphere`` and ``ring`` priors are instances.
+
+    Args:
+        dim: d, the event size: samples have event shape (d,), float32, batch shape ().
+        radius: p_r, a scalar TFP distribution on r ≥ 0.
+        validate_args: passed to ``tfd.Distribution``.
+        name: the distribution's name.
     """
 
     def __init__(self, dim: int, radius: tfd.Distribution, validate_args=False, name="RadialDistribution"):
@@ -104,23 +105,25 @@ class RadialDistribution(tfd.Distribution):
 
 
 class _NoDensity(tfd.Deterministic):
+    """A point mass at the radius whose log-density raises: the exact sphere has none in ℝ^d."""
+
     def _log_prob(self, x):
         raise NotImplementedError("the exact sphere has no density in R^d; give it radial_noise > 0 for one")
 
 
-@register("gaussian")
+@PRIORS.register("gaussian")
 def gaussian(dim, scale=1.0):
     """N(0, scale² I)."""
     return tfd.MultivariateNormalDiag(loc=tf.zeros(dim), scale_diag=tf.fill([dim], float(scale)))
 
 
-@register("uniform")
+@PRIORS.register("uniform")
 def uniform(dim, low=-1.0, high=1.0):
     """Uniform in the hypercube [low, high]^d."""
     return tfd.Independent(tfd.Uniform(low=tf.fill([dim], float(low)), high=tf.fill([dim], float(high))), 1)
 
 
-@register("ball")
+@PRIORS.register("ball")
 def ball(dim, radius=1.0):
     """Uniform in the ball of radius R: x = R U^{1/d} u; R U^{1/d} ~ R·Beta(d, 1) (density d r^{d−1}/R^d)."""
     r = tfd.TransformedDistribution(tfd.Beta(float(dim), 1.0), tfb.Scale(float(radius)))
@@ -135,19 +138,19 @@ def _shell(dim, radius, radial_noise, name):
     return RadialDistribution(dim, r, name=name)
 
 
-@register("sphere")
+@PRIORS.register("sphere")
 def sphere(dim, radius=1.0, radial_noise=0.0):
     """Uniform direction on S^{d−1} at radius R, plus Gaussian radial noise σ (truncated at 0)."""
     return _shell(dim, radius, radial_noise, "sphere")
 
 
-@register("ring")
+@PRIORS.register("ring")
 def ring(dim, radius=1.0, radial_noise=0.1):
     """The sphere prior with radial noise on by default (a ring in 2-D, a thick shell above)."""
     return _shell(dim, radius, radial_noise, "ring")
 
 
-@register("mixture")
+@PRIORS.register("mixture")
 def mixture(dim, locs=None, scale=0.5, radius=2.0):
     """Equal-weight Gaussian mixture N(μ_k, scale² I). Default μ_k: ±radius along each axis (2d modes)."""
     if locs is None:
@@ -161,13 +164,13 @@ def mixture(dim, locs=None, scale=0.5, radius=2.0):
                                  tfd.MultivariateNormalDiag(loc=locs, scale_diag=tf.fill([k, dim], float(scale))))
 
 
-@register("laplace")
+@PRIORS.register("laplace")
 def laplace(dim, scale=1.0):
     """Independent Laplace(0, scale) per dimension."""
     return tfd.Independent(tfd.Laplace(loc=tf.zeros(dim), scale=tf.fill([dim], float(scale))), 1)
 
 
-@register("student_t")
+@PRIORS.register("student_t")
 def student_t(dim, df=3.0, scale=1.0):
     """Independent Student-t(df, 0, scale) per dimension (heavy tails)."""
     return tfd.Independent(tfd.StudentT(df=float(df), loc=tf.zeros(dim), scale=tf.fill([dim], float(scale))), 1)

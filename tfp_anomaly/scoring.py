@@ -41,7 +41,8 @@ from __future__ import annotations
 
 import numpy as np
 
-SCORES: dict[str, type] = {}
+from .data import arrays as model_input
+from .registry import Registry
 
 #: quantiles of each background term kept by a rank combination (its CDF resolution)
 RANK_GRID = 1001
@@ -54,18 +55,18 @@ class ScoringError(ValueError):
     """A score could not be computed (non-finite values, a method that does not apply)."""
 
 
-def register(name: str):
-    """Decorator: register a :class:`ScoringMethod` under ``name``."""
-    def wrap(cls):
-        cls.name = name
-        SCORES[name] = cls
-        return cls
-    return wrap
+def _named(name: str, cls):
+    cls.name = name
+    return cls
+
+
+#: scoring method name → :class:`ScoringMethod` class (combinations are built from them by name)
+SCORES = Registry("scoring method", on_register=_named)
 
 
 def available() -> list[str]:
     """Names of the registered scoring methods (combinations are built from them by name)."""
-    return sorted(SCORES)
+    return SCORES.names()
 
 
 # --------------------------------------------------------------------------- per-event quantities
@@ -78,9 +79,9 @@ def compute_terms(model, x, batch_size: int = 4096, seed: int = 0, progress: boo
         raise ValueError(f"batch_size must be positive, got {batch_size}")
     import tensorflow as tf
 
-    arrays = x if isinstance(x, dict) else {"x": x}
-    n = len(arrays["x"])
-    step = _compiled_terms(model)
+    arrays = model_input.as_dict(x)
+    n = model_input.n_events(x)
+    step = model.compiled_score_terms()
     bar = _progress_bar(n) if progress else None
     parts: dict[str, list] = {}
     size = min(batch_size, n)
@@ -89,7 +90,7 @@ def compute_terms(model, x, batch_size: int = 4096, seed: int = 0, progress: boo
         # the last batch is padded to the common size (rows are independent in inference mode), so the
         # compiled function is traced once
         batch = {k: tf.convert_to_tensor(_pad(v[start:start + size], size)) for k, v in arrays.items()}
-        terms = step(batch if isinstance(x, dict) else batch["x"], tf.constant([seed, i], tf.int32))
+        terms = step(model_input.like(x, batch), tf.constant([seed, i], tf.int32))
         for key, value in terms.items():
             parts.setdefault(key, []).append(value.numpy()[:rows])
         if bar is not None:
@@ -101,16 +102,6 @@ def _pad(values, size):
     if len(values) == size:
         return values
     return np.concatenate([values, np.repeat(values[-1:], size - len(values), axis=0)])
-
-
-def _compiled_terms(model):
-    import tensorflow as tf
-
-    fn = getattr(model, "_score_terms_fn", None)
-    if fn is None:
-        fn = tf.function(model.score_terms, reduce_retracing=True)
-        model._score_terms_fn = fn
-    return fn
 
 
 def _progress_bar(n):
@@ -156,14 +147,14 @@ class _Term(ScoringMethod):
         return np.asarray(terms[self.requires[0]], np.float64)
 
 
-@register("mse")
+@SCORES.register("mse")
 class MSE(_Term):
     """Masked mean squared error of the point reconstruction."""
 
     requires = ("mse",)
 
 
-@register("reconstruction")
+@SCORES.register("reconstruction")
 class Reconstruction(_Term):
     """The model's own reconstruction loss of the point reconstruction: −log p(x | z = f(μ)) with a
     likelihood reconstruction (``gaussian``: squared errors weighted by the learned 1/σ_f², summed over
@@ -172,7 +163,7 @@ class Reconstruction(_Term):
     requires = ("reconstruction",)
 
 
-@register("input_norm")
+@SCORES.register("input_norm")
 class InputNorm(_Term):
     """Mean over real slots and features of x'², x' the model's scaled input: no network involved. With
     the Gauss-rank (``quantile``) scaler every x' is N(0, 1) on background, so this is a χ²-like count
@@ -182,21 +173,21 @@ class InputNorm(_Term):
     encoder_only = True
 
 
-@register("chamfer")
+@SCORES.register("chamfer")
 class ChamferScore(_Term):
     """Symmetric Chamfer distance between input and reconstructed object rows."""
 
     requires = ("chamfer",)
 
 
-@register("total_loss")
+@SCORES.register("total_loss")
 class TotalLoss(_Term):
     """Reconstruction + β·KL: the negative ELBO for β = 1."""
 
     requires = ("total_loss",)
 
 
-@register("kl")
+@SCORES.register("kl")
 class KL(_Term):
     """KL(q(z|x) ‖ p(z)); closed form, or the single-sample estimate with a flow posterior."""
 
@@ -204,7 +195,7 @@ class KL(_Term):
     encoder_only = True
 
 
-@register("rz")
+@SCORES.register("rz")
 class RZ(_Term):
     """Σ μ²/σ² over the latent dimensions (encoder only)."""
 
@@ -212,7 +203,7 @@ class RZ(_Term):
     encoder_only = True
 
 
-@register("latent_norm")
+@SCORES.register("latent_norm")
 class LatentNorm(ScoringMethod):
     """‖e(x)‖, the norm of the encoding (μ of a VAE, z of a SWAE)."""
 
@@ -223,7 +214,7 @@ class LatentNorm(ScoringMethod):
         return np.linalg.norm(np.asarray(terms["encoding"], np.float64), axis=-1)
 
 
-@register("mahalanobis")
+@SCORES.register("mahalanobis")
 class Mahalanobis(ScoringMethod):
     """d(e) = √((e − m)ᵀ P (e − m)), P = Σ⁻¹ of the Ledoit-Wolf shrunk covariance of the background
     encodings (well conditioned even when the encoder collapses some latent directions)."""
@@ -251,7 +242,7 @@ class Mahalanobis(ScoringMethod):
         return {"name": self.name, "location": _list(self.location), "precision": _list(self.precision)}
 
 
-@register("radial")
+@SCORES.register("radial")
 class Radial(ScoringMethod):
     """| ‖z‖ − r₀ |: distance from the shell a sphere or ring prior puts the background on; r₀ is the
     median radius of the background encodings (the prior's radius when the SWAE matched it)."""
@@ -278,7 +269,7 @@ class Radial(ScoringMethod):
         return {"name": self.name, "radius": self.radius}
 
 
-@register("iwae")
+@SCORES.register("iwae")
 class IWAE(_Term):
     """−L̂_K, the importance-weighted estimate of −log p(x) with K = ``model.iwae_samples`` posterior
     samples (Burda, Grosse & Salakhutdinov 2016): the model's own likelihood of the event."""
@@ -286,14 +277,14 @@ class IWAE(_Term):
     requires = ("iwae",)
 
 
-@register("elbo")
+@SCORES.register("elbo")
 class ELBO(_Term):
     """−ELBO, estimated from the same K posterior samples as ``iwae``."""
 
     requires = ("elbo",)
 
 
-@register("latent_logp")
+@SCORES.register("latent_logp")
 class LatentLogP(ScoringMethod):
     """−log p(z) of the encoding under the prior."""
 
@@ -445,10 +436,7 @@ def get_method(spec) -> ScoringMethod:
         spec, standardise = spec[len("rank:"):], "rank"
     if "+" in spec or "*" in spec or standardise == "rank":
         return Combination(_parse_terms(spec), standardise)
-    if spec not in SCORES:
-        raise KeyError(f"unknown scoring method {spec!r}; available: {', '.join(available())}, or a "
-                       "combination such as mse+mahalanobis")
-    return SCORES[spec]()
+    return SCORES.lookup(spec, hint="or a combination such as mse+mahalanobis")()
 
 
 def _parse_terms(spec: str) -> dict:
@@ -456,8 +444,7 @@ def _parse_terms(spec: str) -> dict:
     for part in spec.split("+"):
         weight, _, name = part.strip().rpartition("*")
         name = name.strip()
-        if name not in SCORES:
-            raise KeyError(f"scoring combination {spec!r}: unknown term {name!r}; available: {', '.join(available())}")
+        SCORES.lookup(name, f"scoring combination {spec!r}")
         try:
             terms[name] = float(weight) if weight else 1.0
         except ValueError:

@@ -29,26 +29,26 @@ from pathlib import Path
 
 import numpy as np
 
-TRIGGER_SCORES: dict = {}
+from .atomic import atomic_path
+from .data import arrays as model_input
+from .registry import Registry
 #: the precision scan's default: total and integer bits, rounding to nearest, saturating on overflow
 SCAN = ("ap_fixed<12,6,AP_RND,AP_SAT>", "ap_fixed<16,6,AP_RND,AP_SAT>", "ap_fixed<18,8,AP_RND,AP_SAT>",
         "ap_fixed<24,10,AP_RND,AP_SAT>", "ap_fixed<32,12,AP_RND,AP_SAT>")
 
 
-def register(name):
-    """Decorator: register a :class:`TriggerScore` under ``name``."""
-    def wrap(cls):
-        cls.name = name
-        TRIGGER_SCORES[name] = cls
-        return cls
-    return wrap
+def _named(name: str, cls):
+    cls.name = name
+    return cls
+
+
+#: score name → :class:`TriggerScore` class (the encoder-only scores ``export-hls`` can write)
+TRIGGER_SCORES = Registry("trigger score", listing="exportable", on_register=_named)
 
 
 def get_trigger_score(score: str, model):
     """The registered :class:`TriggerScore` ``score``, checked to apply to ``model``."""
-    if score not in TRIGGER_SCORES:
-        raise KeyError(f"unknown trigger score {score!r}; exportable: {', '.join(sorted(TRIGGER_SCORES))}")
-    method = TRIGGER_SCORES[score]()
+    method = TRIGGER_SCORES.lookup(score)()
     method.check(model)
     return method
 
@@ -79,7 +79,7 @@ def _dense(x, kernel, bias, name):
     return out
 
 
-@register("mahalanobis")
+@TRIGGER_SCORES.register("mahalanobis")
 class MahalanobisTrigger(TriggerScore):
     """d² = (e − m)ᵀ P (e − m) as Dense(L, −mᵀL) → y ⊙ y → Dense(ones), P = L Lᵀ; m, P the toolkit's
     ``mahalanobis`` fit (Ledoit-Wolf on the training background encodings)."""
@@ -120,9 +120,9 @@ class _GaussianPosteriorTrigger(TriggerScore):
             raise ValueError(f"score {self.name!r} needs a VAE (a Gaussian posterior); {type(model).__name__} has none")
 
     def fit(self, model, x_background, batch_size=4096):
-        n = len(x_background["x"]) if isinstance(x_background, dict) else len(x_background)
-        log_var = np.concatenate([model.encode(_rows(x_background, start, start + batch_size), training=False)[2]
-                                  for start in range(0, n, batch_size)])
+        n = model_input.n_events(x_background)
+        log_var = np.concatenate([model.encode(model_input.take(x_background, slice(start, start + batch_size)),
+                                               training=False).log_var for start in range(0, n, batch_size)])
         return {"shift": float(np.ceil(np.max(self.sign * log_var)) + self.HEADROOM)}
 
     def exponential(self, model, h, shift):
@@ -134,7 +134,7 @@ class _GaussianPosteriorTrigger(TriggerScore):
         return keras.layers.Activation("elu", name=f"{self.name}_exp")(shifted)
 
 
-@register("kl")
+@TRIGGER_SCORES.register("kl")
 class KLTrigger(_GaussianPosteriorTrigger):
     """KL(N(μ, σ²) ‖ N(0, I)) = ½ Σ (μ² + σ² − log σ² − 1): one Dense over [μ², elu, log σ²].
 
@@ -164,7 +164,7 @@ class KLTrigger(_GaussianPosteriorTrigger):
         return _dense(parts, weights, [0.5 * dim * (np.exp(c) - 1.0)], "score")
 
 
-@register("rz")
+@TRIGGER_SCORES.register("rz")
 class RZTrigger(_GaussianPosteriorTrigger):
     """rz = Σ μ² / σ² = e^c Σ μ² (elu(−log σ² − c) + 1): μ² ⊙ elu and μ², then one Dense."""
 
@@ -291,31 +291,23 @@ def run_inputs(run_dir, score: str, max_events: int | None = None) -> tuple:
     """(model, fitted score statistics, {sample: model input}) of a run: the score fitted on the run's
     training background, the samples (at most ``max_events`` each) its test background and configured
     signals."""
-    from .evaluate import check_split, load_run_model, run_config
-    from .experiment import load_signals, model_input, prepare_data
+    from .inputs import load_signals, model_input as configured_input, prepare_data
+    from .rundir import RunDirectory
 
-    run_dir = Path(run_dir)
-    config, model = run_config(run_dir), load_run_model(run_dir)
+    run = RunDirectory(run_dir)
+    config, model = run.read_config(), run.load_model()
     _check_single(model)
     method = get_trigger_score(score, model)
     prepared = prepare_data(config)
-    check_split(run_dir, prepared.split)
+    run.check_split(prepared.split)
     fitted = method.fit(model, prepared.parts["train"])
     samples = {"background": prepared.parts["test"],
-               **{n: model_input(config, t) for n, t in load_signals(config, max_events).items()}}
+               **{n: configured_input(config, t) for n, t in load_signals(config, max_events).items()}}
     if len(samples) == 1:
-        raise ValueError(f"{run_dir}: no signal to compare on: set data.signals in the run's configuration")
+        raise ValueError(f"{run}: no signal to compare on: set data.signals in the run's configuration")
     if max_events:
-        samples = {n: _head(s, max_events) for n, s in samples.items()}
+        samples = {n: model_input.head(s, max_events) for n, s in samples.items()}
     return model, fitted, samples
-
-
-def _rows(x, start, stop):
-    return {k: v[start:stop] for k, v in x.items()} if isinstance(x, dict) else x[start:stop]
-
-
-def _head(x, n):
-    return _rows(x, 0, n)
 
 
 def scaled_inputs(model, samples: dict) -> dict:
@@ -329,8 +321,6 @@ def export_run(run_dir, score: str = "mahalanobis", precision: str = SCAN[2], sc
     precision of ``precision`` + ``scan``, the agreement with Keras (``OUT/agreement.csv``) and
     ``OUT/export.json`` (operations, fitted statistics, rows). ``OUT`` defaults to ``RUN/hls_<score>``."""
     import pandas as pd
-
-    from .atomic import atomic_path
 
     _hls4ml()
     model, fitted, samples = run_inputs(run_dir, score, max_events)

@@ -20,16 +20,15 @@ Output directory::
 """
 from __future__ import annotations
 
-import json
 import os
 import warnings
 from pathlib import Path
 
-import numpy as np
-
 from tfp_anomaly import config as config_lib
 from tfp_anomaly.atomic import atomic_path
-from tfp_anomaly.experiment import load_signals, model_input, prepare_data
+from tfp_anomaly.data import arrays
+from tfp_anomaly.inputs import load_signals, model_input, prepare_data
+from tfp_anomaly.rundir import RunDirectory
 
 from .hypermodel import AutoencoderHyperModel, run_section
 from .objectives import LabelledValidation, background_efficiency, direction, needs_labels
@@ -40,7 +39,7 @@ DEFAULTS = {"tuner": "random", "max_trials": 10, "max_epochs": None, "factor": 3
             "score": "mse", "validation_signal": None, "seed": 0, "executions_per_trial": 1, "strategy": None}
 
 #: ``search.strategy``: how each trial trains across the devices of one process (tf.distribute)
-STRATEGIES = {None: lambda: None, "mirrored": lambda: __import__("tensorflow").distribute.MirroredStrategy()}
+DISTRIBUTION_STRATEGIES = {None: lambda: None, "mirrored": lambda: __import__("tensorflow").distribute.MirroredStrategy()}
 ROLES = ("chief", "worker")
 
 
@@ -62,7 +61,7 @@ def search_settings(config: dict) -> dict:
     settings = {**DEFAULTS, **section}
     if settings["tuner"] not in tuners():
         raise config_lib.ConfigError(f"search.tuner: unknown tuner {settings['tuner']!r}; available: {', '.join(tuners())}")
-    if settings["strategy"] not in STRATEGIES:
+    if settings["strategy"] not in DISTRIBUTION_STRATEGIES:
         raise config_lib.ConfigError(f"search.strategy: unknown strategy {settings['strategy']!r}; use mirrored or leave it unset")
     if needs_labels(settings["objective"]):
         if settings["objective"] != "val_auc":
@@ -96,7 +95,7 @@ def _labelled_callback(config, settings, prepared):
     signal_config = {**config, "data": {**config["data"], "signals": settings["validation_signal"]}}
     signals = load_signals(signal_config)
     x = [model_input(config, s) for s in signals.values()]
-    signal = ({k: np.concatenate([v[k] for v in x]) for k in x[0]} if isinstance(x[0], dict) else np.concatenate(x))
+    signal = arrays.concatenate(x)
     objective = settings["objective"]
     efficiencies = (1e-3,) if objective == "val_auc" else (background_efficiency(objective),)
     return LabelledValidation(prepared.parts["train"], prepared.parts["val"], signal, settings["score"],
@@ -116,7 +115,7 @@ def make_tuner(config: dict, out_dir: Path, overwrite: bool = False, prepared=No
     tuner = tuners()[settings["tuner"]](
         hypermodel, objective=kt.Objective(settings["objective"], direction(settings["objective"])),
         seed=int(settings["seed"]), executions_per_trial=int(settings["executions_per_trial"]),
-        distribution_strategy=STRATEGIES[settings["strategy"]](),
+        distribution_strategy=DISTRIBUTION_STRATEGIES[settings["strategy"]](),
         directory=str(out_dir), project_name="search", overwrite=overwrite, **budget)
     return tuner, prepared
 
@@ -156,24 +155,17 @@ def write_results(tuner, config: dict, prepared, out_dir: Path) -> dict:
         warnings.filterwarnings("ignore", message="Skipping variable loading for optimizer")
         best_model = tuner.get_best_models(1)[0]
     best_config = tuner.hypermodel.trial_config(best_hp)
-    best_dir = out_dir / "best"
-    best_dir.mkdir(exist_ok=True)
-    with atomic_path(best_dir / "config.yaml") as tmp:
-        tmp.write_text(config_lib.dump(best_config))
-    with atomic_path(best_dir / "split.npz") as tmp:
-        with open(tmp, "wb") as handle:
-            np.savez(handle, **prepared.split)
-    partial = best_dir / ".model.partial.keras"
-    best_model.save(partial)
-    partial.replace(best_dir / "model.keras")
+    best_run = RunDirectory(out_dir / "best")
+    best_run.write_config(best_config)
+    best_run.write_split(prepared.split)
+    best_run.save_model(best_model)
     best = table.iloc[0]
     summary = {"model": best_config["model"]["type"], "trial_id": best["trial_id"], "objective": float(best["objective"]),
                "objective_name": tuner.oracle.objective.name, "parameters": int(best_model.count_params()),
                "events": {k: len(v) for k, v in prepared.split.items()}, "trials": len(table),
                "completed": int((table["status"] == "COMPLETED").sum())}
-    with atomic_path(best_dir / "summary.json") as tmp:
-        tmp.write_text(json.dumps(summary, indent=2, default=str))
+    best_run.write_json(RunDirectory.SUMMARY, summary)
     from .report import write_search_report
 
     write_search_report(table, tuner.oracle.objective.name, out_dir / "search_report.html")
-    return {**summary, "table": table, "best_dir": best_dir}
+    return {**summary, "table": table, "best_dir": best_run.path}

@@ -9,7 +9,7 @@ model, training) plus a ``search`` section::
       objective: val_loss      # or val_auc / val_eff_at_1e-3 with search.validation_signal
       space:
         model.latent_dim: {int: [2, 16], step: 2}
-        model.network.type: {choice: [conv, dense]}
+        model.network: {choice: [{type: conv, hidden: 20}, {type: dense, hidden_units: [64, 32]}]}
         model.flow: {choice: [null, "planar*4", "iaf, reverse, iaf"]}
         model.lam: {float: [0.1, 10.0], sampling: log}
         training.learning_rate: {float: [1.0e-4, 1.0e-2], sampling: log}

@@ -70,12 +70,13 @@ def _to_events(path, block: np.ndarray, first_row: int, label) -> Events:
     return Events.from_padded(
         _SLOT_TYPES[None, :], pt * np.cosh(eta), pt, eta, phi, met=block[:, 0, 0], met_phi=block[:, 0, 2],
         event_id=np.arange(first_row, first_row + n), processes=(Path(path).stem,),
-        label=None if label is None else np.full(n, label), unit="GeV",
+        labels=None if label is None else np.full(n, label), unit="GeV",
         meta={"source": str(path), "format": "adc2021"})
 
 
 def iter_adc2021(path, chunk_size: int = 100_000, *, label: int | None = None) -> Iterator[Events]:
-    """Stream an ADC2021 file in chunks of ``chunk_size`` events (GeV)."""
+    """Stream an ADC2021 file in chunks of ``chunk_size`` events (GeV); ``label`` (0 or 1), if given, is
+    the truth label of every event (the events' ``labels``)."""
     path = Path(path)
     with _open(path) as handle:
         data = handle["Particles"]

@@ -52,8 +52,8 @@ def write_cache(chunks: Iterable[Events], path, *, source: str = "", progress=No
             group = handle.create_group("events")
             for chunk in chunks:
                 if unit is None:
-                    unit, labelled = chunk.unit, chunk.label is not None
-                if chunk.unit != unit or (chunk.label is not None) != labelled:
+                    unit, labelled = chunk.unit, chunk.labels is not None
+                if chunk.unit != unit or (chunk.labels is not None) != labelled:
                     raise ValueError("all chunks written to one cache must share unit and labelling")
                 remap = np.array([processes.setdefault(p, len(processes)) for p in chunk.processes], np.int32)
                 for name in EVENT_FIELDS:
@@ -63,7 +63,7 @@ def write_cache(chunks: Iterable[Events], path, *, source: str = "", progress=No
                     _append(group, name, getattr(chunk, name))
                 _append(group, "n_objects", chunk.n_objects.astype(np.int32))
                 if labelled:
-                    _append(group, "label", chunk.label)
+                    _append(group, "label", chunk.labels)
                 n_events += len(chunk)
                 n_objects += int(chunk.offsets[-1])
                 n_skipped += int(chunk.meta.get("n_skipped", 0))
@@ -78,6 +78,7 @@ def write_cache(chunks: Iterable[Events], path, *, source: str = "", progress=No
 
 
 def is_cache(path) -> bool:
+    """Whether ``path`` is an HDF5 file holding a tfp-anomaly event cache (False for any other file)."""
     import h5py
 
     try:
@@ -121,8 +122,8 @@ def iter_cache(path, chunk_size: int = 1_000_000) -> Iterator[Events]:
             obj_start = obj.stop
             kw = {name: group[name][start:stop] for name in EVENT_FIELDS}
             kw.update({name: group[name][obj] for name in OBJECT_FIELDS})
-            label = group["label"][start:stop] if "label" in group else None
-            yield Events(**kw, offsets=offsets, processes=processes, label=label, unit=unit,
+            labels = group["label"][start:stop] if "label" in group else None
+            yield Events(**kw, offsets=offsets, processes=processes, labels=labels, unit=unit,
                          meta={"source": str(path), "format": "cache"})
 
 

@@ -186,19 +186,16 @@ def diagnose_line(line: str, path, line_no: int) -> None:
 
 # --------------------------------------------------------------------------- reader
 class DarkMachinesReader:
-    """Streaming reader of one Dark Machines CSV file.
+    """Streaming reader of one file of the Dark Machines unsupervised challenge (arXiv:2105.14027):
+    :meth:`chunks` yields :class:`Events` of the file's lines, ``chunk_size`` at a time.
 
-    Parameters
-    ----------
-    path : path-like
-        ``.csv`` or ``.csv.gz`` file.
-    unit : {"MeV", "GeV"}
-        Unit of the returned energies/momenta; the file is in MeV.
-    on_error : {"raise", "skip"}
-        ``raise``: the first malformed line raises :class:`DataFormatError` (file, line, field).
-        ``skip``: malformed lines are dropped and counted in :attr:`skipped`.
-    label : int, optional
-        Truth label given to every event read (1 for a signal file, 0 for background).
+    Args:
+        path: a ``.csv`` or ``.csv.gz`` file.
+        unit: ``"MeV"`` or ``"GeV"``, the unit of the returned energies and momenta (the file is in MeV).
+        on_error: ``"raise"``: the first malformed line raises :class:`DataFormatError` (file, line,
+            field); ``"skip"``: malformed lines are dropped and counted in :attr:`skipped`.
+        label: the truth label given to every event read (1 for a signal file, 0 for background), as
+            the events' ``labels``; None leaves them unlabelled.
     """
 
     def __init__(self, path, *, unit: str = "MeV", on_error: str = "raise", label: int | None = None):
@@ -261,8 +258,8 @@ class DarkMachinesReader:
         if arrays is None:
             events = Events.empty(unit="MeV", with_label=self.label is not None)
         else:
-            label = None if self.label is None else np.full(len(arrays["event_id"]), self.label)
-            events = Events(**arrays, processes=tuple(self._processes), label=label, unit="MeV",
+            labels = None if self.label is None else np.full(len(arrays["event_id"]), self.label)
+            events = Events(**arrays, processes=tuple(self._processes), labels=labels, unit="MeV",
                             meta={"source": str(self.path), "format": "darkmachines"})
         events.meta["n_skipped"] = chunk_log.n_skipped
         return events.to_unit(self.unit)

@@ -3,7 +3,7 @@
 Storage is columnar and vectorised (a "jagged array" in flat-plus-offsets form):
 
 * per event (length ``N``): ``event_id`` (int64), ``process`` (int32 code into ``processes``),
-  ``weight`` (float64), ``met`` and ``met_phi`` (float32), optional ``label`` (int8, 1 = signal);
+  ``weight`` (float64), ``met`` and ``met_phi`` (float32), optional ``labels`` (int8, 1 = signal);
 * per object (length ``M``, all events back to back): ``obj_type`` (int8, see
   :mod:`tfp_anomaly.data.objects`), ``obj_e``, ``obj_pt``, ``obj_eta``, ``obj_phi`` (float32);
 * ``offsets`` (int64, length ``N + 1``): the objects of event ``i`` are ``offsets[i]:offsets[i+1]``.
@@ -24,7 +24,7 @@ EVENT_FIELDS = ("event_id", "process", "weight", "met", "met_phi")
 OBJECT_FIELDS = ("obj_type", "obj_e", "obj_pt", "obj_eta", "obj_phi")
 _DTYPES = {
     "event_id": np.int64, "process": np.int32, "weight": np.float64,
-    "met": np.float32, "met_phi": np.float32, "label": np.int8,
+    "met": np.float32, "met_phi": np.float32, "labels": np.int8,
     "obj_type": np.int8, "obj_e": np.float32, "obj_pt": np.float32,
     "obj_eta": np.float32, "obj_phi": np.float32, "offsets": np.int64,
 }
@@ -33,7 +33,29 @@ UNITS = {"MeV": 1.0, "GeV": 1e3}
 
 @dataclasses.dataclass(eq=False)
 class Events:
-    """A batch of events in flat-plus-offsets form (see the module docstring)."""
+    """A batch of N collision events with M reconstructed objects in all, in flat-plus-offsets form.
+
+    The objects of event ``i`` are entries ``offsets[i]:offsets[i + 1]`` of the per-object arrays (a
+    jagged array stored flat). Index with a slice, an index array or a boolean mask (``events[mask]``):
+    the result is a new ``Events``. Arrays are converted to the dtypes of the module docstring.
+
+    Args:
+        event_id: ``(N,)`` event number in the source file.
+        process: ``(N,)`` code into ``processes``.
+        weight: ``(N,)`` event weight.
+        met: ``(N,)`` missing transverse momentum, in ``unit``.
+        met_phi: ``(N,)`` its azimuth φ.
+        offsets: ``(N + 1,)`` non-decreasing, ``offsets[0] = 0``, ``offsets[N] = M``.
+        obj_type: ``(M,)`` object type ids (:mod:`tfp_anomaly.data.objects`).
+        obj_e: ``(M,)`` energies, in ``unit``.
+        obj_pt: ``(M,)`` transverse momenta, in ``unit``.
+        obj_eta: ``(M,)`` pseudorapidities η.
+        obj_phi: ``(M,)`` azimuths φ.
+        processes: the process names (Dark Machines ``process_id``) the codes of ``process`` index.
+        labels: ``(N,)`` truth labels (1 = signal, 0 = background), or None for unlabelled events.
+        unit: ``"MeV"`` or ``"GeV"``.
+        meta: free-form provenance (``source``, ``format``, ``n_skipped``, ...).
+    """
 
     event_id: np.ndarray
     process: np.ndarray
@@ -47,7 +69,7 @@ class Events:
     obj_eta: np.ndarray
     obj_phi: np.ndarray
     processes: tuple = ()
-    label: np.ndarray | None = None
+    labels: np.ndarray | None = None
     unit: str = "MeV"
     meta: dict = dataclasses.field(default_factory=dict)
 
@@ -61,7 +83,7 @@ class Events:
 
     def _validate(self):
         n = len(self.event_id)
-        for name in EVENT_FIELDS + (("label",) if self.label is not None else ()):
+        for name in EVENT_FIELDS + (("labels",) if self.labels is not None else ()):
             if getattr(self, name).shape != (n,):
                 raise ValueError(f"Events.{name} has shape {getattr(self, name).shape}, expected ({n},)")
         if self.offsets.shape != (n + 1,) or self.offsets[0] != 0 or np.any(np.diff(self.offsets) < 0):
@@ -78,15 +100,18 @@ class Events:
     # ------------------------------------------------------------------ construction
     @classmethod
     def empty(cls, unit: str = "MeV", with_label: bool = False) -> "Events":
+        """No events (with an empty ``labels`` array if ``with_label``)."""
         z = np.zeros(0)
         return cls(z, z, z, z, z, np.zeros(1), z, z, z, z, z, (),
-                   label=z if with_label else None, unit=unit)
+                   labels=z if with_label else None, unit=unit)
 
     @classmethod
     def from_padded(cls, obj_type, e, pt, eta, phi, met, met_phi, *, valid=None, event_id=None,
-                    process=None, processes=("unknown",), weight=None, label=None, unit="GeV",
+                    process=None, processes=("unknown",), weight=None, labels=None, unit="GeV",
                     meta=None) -> "Events":
-        """Build from padded (N, K) object arrays; slots with ``valid`` False (default pT > 0) are dropped."""
+        """Build from padded ``(N, K)`` object arrays (``obj_type``, ``e``, ``pt``, ``eta``, ``phi``, each
+        broadcast to ``(N, K)``) and ``(N,)`` event arrays; slots with ``valid`` False (default
+        pT > 0) are dropped. ``event_id`` defaults to 0…N−1, ``process`` to 0, ``weight`` to 1."""
         pt = np.asarray(pt)
         n = pt.shape[0]
         valid = pt > 0 if valid is None else np.asarray(valid, bool)
@@ -98,7 +123,7 @@ class Events:
             process=np.zeros(n) if process is None else process, processes=processes,
             weight=np.ones(n) if weight is None else weight, met=met, met_phi=met_phi,
             offsets=offsets, obj_type=pick(obj_type), obj_e=pick(e), obj_pt=pick(pt),
-            obj_eta=pick(eta), obj_phi=pick(phi), label=label, unit=unit, meta=dict(meta or {}))
+            obj_eta=pick(eta), obj_phi=pick(phi), labels=labels, unit=unit, meta=dict(meta or {}))
 
     # ------------------------------------------------------------------ basic protocol
     def __len__(self) -> int:
@@ -154,8 +179,8 @@ class Events:
     def _replace(self, ev, obj, offsets) -> "Events":
         kw = {f: getattr(self, f)[ev] for f in EVENT_FIELDS}
         kw.update({f: getattr(self, f)[obj] for f in OBJECT_FIELDS})
-        label = None if self.label is None else self.label[ev]
-        return Events(**kw, offsets=offsets, processes=self.processes, label=label,
+        labels = None if self.labels is None else self.labels[ev]
+        return Events(**kw, offsets=offsets, processes=self.processes, labels=labels,
                       unit=self.unit, meta=dict(self.meta))
 
     # ------------------------------------------------------------------ transformations
@@ -170,9 +195,9 @@ class Events:
                                    obj_pt=self.obj_pt * factor, unit=unit, meta=dict(self.meta))
 
     def with_label(self, label) -> "Events":
-        """A copy with a per-event truth label (scalar broadcast to all events, or an array)."""
-        label = np.broadcast_to(np.asarray(label, dtype=np.int8), (len(self),)).copy()
-        return dataclasses.replace(self, label=label, meta=dict(self.meta))
+        """A copy with truth ``labels``: ``label`` broadcast to ``(N,)`` (one label for every event, or an array)."""
+        labels = np.broadcast_to(np.asarray(label, dtype=np.int8), (len(self),)).copy()
+        return dataclasses.replace(self, labels=labels, meta=dict(self.meta))
 
     def count_by_type(self) -> dict[str, int]:
         """Total number of objects of each registered type present, keyed by object code."""
@@ -190,7 +215,7 @@ class Events:
         return {
             "event_id": int(self.event_id[i]), "process": self.processes[self.process[i]],
             "weight": float(self.weight[i]), "met": float(self.met[i]), "met_phi": float(self.met_phi[i]),
-            "label": None if self.label is None else int(self.label[i]),
+            "label": None if self.labels is None else int(self.labels[i]),
             "objects": [(objects.code_of(t), float(e), float(p), float(h), float(f)) for t, e, p, h, f in
                         zip(self.obj_type[lo:hi], self.obj_e[lo:hi], self.obj_pt[lo:hi],
                             self.obj_eta[lo:hi], self.obj_phi[lo:hi])],
@@ -198,7 +223,7 @@ class Events:
 
     def __repr__(self) -> str:
         return (f"Events(n_events={len(self)}, n_objects={int(self.offsets[-1])}, unit={self.unit!r}, "
-                f"processes={list(self.processes)}, labelled={self.label is not None})")
+                f"processes={list(self.processes)}, labelled={self.labels is not None})")
 
 
 def concatenate(parts: Sequence[Events]) -> Events:
@@ -209,7 +234,7 @@ def concatenate(parts: Sequence[Events]) -> Events:
     unit = parts[0].unit
     if any(p.unit != unit for p in parts):
         raise ValueError(f"cannot concatenate events in different units: {sorted({p.unit for p in parts})}")
-    labelled = [p.label is not None for p in parts]
+    labelled = [p.labels is not None for p in parts]
     if any(labelled) and not all(labelled):
         raise ValueError("cannot concatenate labelled with unlabelled events; use Events.with_label first")
     processes: dict[str, int] = {}
@@ -222,5 +247,5 @@ def concatenate(parts: Sequence[Events]) -> Events:
     kw["process"] = np.concatenate(codes)
     meta = dict(parts[0].meta)
     return Events(**kw, offsets=np.concatenate([[0], np.cumsum(counts)]), processes=tuple(processes),
-                  label=np.concatenate([p.label for p in parts]) if all(labelled) else None,
+                  labels=np.concatenate([p.labels for p in parts]) if all(labelled) else None,
                   unit=unit, meta=meta)

@@ -3,6 +3,8 @@
 ``open_events(path)`` picks the format by sniffing (extension, then HDF5 content) unless one is
 named; every format streams :class:`~.events.Events` chunks with bounded memory.
 Tabular formats (the LHCO high-level features) are read by :func:`.lhco.read_lhco_scalars`.
+A new reader plugs in with ``register(Format(...))`` (into :data:`FORMATS`); formats are sniffed
+in the order they were registered.
 """
 from __future__ import annotations
 
@@ -10,12 +12,26 @@ import dataclasses
 from pathlib import Path
 from typing import Callable, Iterator
 
+from ..registry import Registry
 from . import adc2021, cache, darkmachines, lhco
 from .events import Events, concatenate
 
 
 @dataclasses.dataclass(frozen=True)
 class Format:
+    """An event file format: how to recognise a file of it and how to read one.
+
+    Args:
+        name: the format's name (``--format`` on the command line, ``format=`` of :func:`open_events`).
+        description: one line for ``tfp-anomaly data formats``.
+        sniff: ``sniff(path) -> bool``, whether ``path`` is a file of this format (its extension, then
+            its HDF5 content); it must not raise on a file of another format.
+        iterate: ``iterate(path, chunk_size=..., **options)`` yielding :class:`~.events.Events` chunks;
+            None for a tabular format.
+        kind: ``"events"`` (objects per event, read by :func:`open_events`) or ``"table"`` (one row of
+            high-level features per event, read by :func:`.lhco.read_lhco_scalars`).
+    """
+
     name: str
     description: str
     sniff: Callable[[Path], bool]
@@ -41,13 +57,13 @@ def _is_h5(path: Path) -> bool:
     return path.suffix in (".h5", ".hdf5", ".hdf")
 
 
-FORMATS: dict[str, Format] = {}
+#: format name -> :class:`Format`, in sniffing order.
+FORMATS = Registry("format")
 
 
 def register(fmt: Format) -> Format:
-    """Add a :class:`Format` to the registry (a new reader plugs in here)."""
-    FORMATS[fmt.name] = fmt
-    return fmt
+    """Add a :class:`Format` to :data:`FORMATS` under its name (a new reader plugs in here)."""
+    return FORMATS.register(fmt.name, fmt)
 
 
 register(Format("darkmachines", "Dark Machines challenge CSV (event_id;process_id;weight;MET;METphi;obj,E,pt,eta,phi;...)",
@@ -68,10 +84,8 @@ def available() -> list[str]:
 
 
 def get(name: str) -> Format:
-    try:
-        return FORMATS[name]
-    except KeyError:
-        raise KeyError(f"unknown format {name!r}; available: {', '.join(FORMATS)}") from None
+    """The registered format ``name``; an unknown name raises naming the registered ones."""
+    return FORMATS.lookup(name)
 
 
 def detect(path) -> Format:

@@ -24,6 +24,10 @@ _E_PT_TOLERANCE = 1e-4
 
 @dataclasses.dataclass
 class EventSummary:
+    """What an event file holds, accumulated chunk by chunk (:meth:`add`) and printed by :meth:`to_text`:
+    events per process and per truth label, object multiplicities and feature ranges per type, and
+    counts of physics problems and skipped lines. ``path`` and ``format`` name the file."""
+
     path: str
     format: str
     unit: str = "MeV"
@@ -41,8 +45,8 @@ class EventSummary:
         self.n_events += len(events)
         for name, count in zip(*np.unique(events.process_name.astype(str), return_counts=True)):
             self.processes[name] = self.processes.get(name, 0) + int(count)
-        if events.label is not None:
-            for value, count in zip(*np.unique(events.label, return_counts=True)):
+        if events.labels is not None:
+            for value, count in zip(*np.unique(events.labels, return_counts=True)):
                 self.labels[int(value)] = self.labels.get(int(value), 0) + int(count)
         self._add_multiplicity(events)
         self._add_ranges(events)

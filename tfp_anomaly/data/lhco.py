@@ -27,9 +27,21 @@ NONFINITE_POLICIES = ("drop", "raise", "keep")
 
 @dataclasses.dataclass
 class FeatureTable:
-    """Tabular events: ``features`` (N, F) float64 with column ``names``, ``labels`` (N,) int8 (1 = signal),
-    ``event_index`` (N,) the event number in the original data set, ``file_index`` (N,) into ``files``,
-    and ``report``: what the reader's policies dropped, counted."""
+    """Events as one row of high-level features each: the LHC Olympics 2020 R&D scalars of the two
+    leading large-R jets (Kasieczka et al., arXiv:2101.08320), as :func:`read_lhco_scalars` gives them.
+
+    Index with a slice, an index array or a boolean mask (``table[mask]``): the result is a new
+    ``FeatureTable`` of those rows (``names``, ``files`` and ``report`` unchanged).
+
+    Args:
+        features: ``(N, F)`` float64, one column per feature.
+        names: the ``F`` column names (``mjj``, ``tau21_1``, ...).
+        labels: ``(N,)`` int8 truth labels, 1 = signal, 0 = background (from the frame key: ``sig``, ``bkg``).
+        event_index: ``(N,)`` the event number in the original data set.
+        file_index: ``(N,)`` index into ``files`` of the file each event came from.
+        files: the paths read.
+        report: what the reader's policies dropped or changed, counted (see :func:`read_lhco_scalars`).
+    """
 
     features: np.ndarray
     names: list
@@ -43,7 +55,7 @@ class FeatureTable:
         return len(self.labels)
 
     def to_frame(self):
-        """A pandas DataFrame of the features plus ``label`` and ``event_index`` columns."""
+        """A pandas DataFrame of the features plus a ``label`` column (``labels``) and ``event_index``."""
         import pandas as pd
 
         frame = pd.DataFrame(self.features, columns=self.names)
@@ -195,15 +207,14 @@ def _raw_to_events(path, values: np.ndarray, first_row: int) -> Events:
                               where="row")
     hadrons = values[:, :3 * N_PARTICLES].reshape(len(values), N_PARTICLES, 3)
     pt, eta, phi = hadrons[..., 0], hadrons[..., 1], hadrons[..., 2]
-    label = values[:, -1].astype(np.int8) if ncol == 3 * N_PARTICLES + 1 else None
+    labels = values[:, -1].astype(np.int8) if ncol == 3 * N_PARTICLES + 1 else None
     # MET: magnitude and direction of minus the vector sum of all hadron transverse momenta
     mex, mey = -(pt * np.cos(phi)).sum(axis=1), -(pt * np.sin(phi)).sum(axis=1)
     return Events.from_padded(
         objects.type_id("h"), pt * np.cosh(eta), pt, eta, phi, met=np.hypot(mex, mey),
         met_phi=np.arctan2(mey, mex), event_id=np.arange(first_row, first_row + len(values)),
-        process=label if label is not None else None,
-        processes=("background", "signal") if label is not None else (Path(path).stem,),
-        label=label, unit="GeV", meta={"source": str(path), "format": "lhco-raw"})
+        process=labels, processes=("background", "signal") if labels is not None else (Path(path).stem,),
+        labels=labels, unit="GeV", meta={"source": str(path), "format": "lhco-raw"})
 
 
 def iter_lhco_raw(path, chunk_size: int = 10_000, *, key: str | None = None,

@@ -9,9 +9,20 @@ from __future__ import annotations
 
 import dataclasses
 
+from ..registry import Registry
+
 
 @dataclasses.dataclass(frozen=True)
 class ObjectType:
+    """One kind of reconstructed object.
+
+    Args:
+        id: the small integer stored per object (``Events.obj_type``).
+        code: the short name used in files and configurations (``"j"``, ``"e-"``).
+        name: the name in words.
+        charge: electric charge in units of e; None where the format does not record it.
+    """
+
     id: int
     code: str
     name: str
@@ -31,24 +42,26 @@ _TYPES = (
     ObjectType(9, "h", "hadron / particle-flow candidate", None),
 )
 
-BY_CODE = {t.code: t for t in _TYPES}
+#: object code -> :class:`ObjectType`, in id order.
+BY_CODE = Registry("object code", listing="known codes")
+for _type in _TYPES:
+    BY_CODE.register(_type.code, _type)
+#: type id -> :class:`ObjectType`.
 BY_ID = {t.id: t for t in _TYPES}
 #: The object codes a Dark Machines CSV may contain.
 DARKMACHINES_CODES = ("j", "b", "e-", "e+", "m-", "m+", "g")
 
 
 def type_id(code: str) -> int:
-    """Integer id of an object code; raises ``KeyError`` naming the known codes."""
-    try:
-        return BY_CODE[code].id
-    except KeyError:
-        raise KeyError(f"unknown object code {code!r}; known codes: {', '.join(BY_CODE)}") from None
+    """Integer id of an object code; an unknown code raises ``KeyError`` naming the known codes."""
+    return BY_CODE.lookup(code).id
 
 
 def code_of(type_id_: int) -> str:
+    """The object code of a type id."""
     return BY_ID[int(type_id_)].code
 
 
 def available() -> list[str]:
-    """All registered object codes."""
+    """All registered object codes, in id order."""
     return list(BY_CODE)

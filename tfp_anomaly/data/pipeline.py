@@ -7,6 +7,7 @@ import itertools
 import numpy as np
 import tensorflow as tf
 
+from . import arrays
 from .representation import grid_chunks
 
 
@@ -52,7 +53,7 @@ def stream_dataset(path, grid, *, batch_size: int = 256, chunk_size: int = 100_0
             order = rng.permutation(len(x)) if shuffle else np.arange(len(x))
             for start in range(0, len(x), batch_size):
                 index = np.sort(order[start:start + batch_size])  # sorted: contiguous reads are faster
-                yield {"x": x[index], "mask": mask[index]}
+                yield arrays.take({"x": x, "mask": mask}, index)
 
     rows, features = grid.shape
     signature = {"x": tf.TensorSpec((None, rows, features), tf.float32), "mask": tf.TensorSpec((None, rows), tf.bool)}

@@ -21,10 +21,36 @@ from typing import Sequence
 import numpy as np
 
 from ..atomic import atomic_path
+from ..registry import Registry
+
+
+def _named(name: str, cls):
+    """A registered scaler class, its ``name`` set to the name it is registered under."""
+    cls.name = name
+    return cls
+
+
+#: scaler name -> :class:`Scaler` subclass (registering sets the class's ``name``).
+SCALERS = Registry("scaler", on_register=_named)
 
 
 class Scaler:
-    """Base class: ``x' = (f(x) - center) / scale`` with ``f`` = log1p on ``log_columns``."""
+    """A per-feature affine map fit on the training background: x' = (f(x) − c) / s.
+
+    ``f`` is log1p on ``log_columns`` and the identity elsewhere; the centre ``c`` and scale ``s``
+    (``center_``, ``scale_``: shape ``(F,)``, or ``(R, F)`` with ``per_slot``) are the statistics a
+    subclass computes from f(x) of the real slots; s = 0 (a constant column) is replaced by 1.
+
+    Args:
+        log_columns: feature indices (last axis) mapped by log1p before the statistics; their
+            values must be non-negative.
+        per_slot: for an ``(N, R, F)`` grid, statistics per (slot, feature) instead of per feature
+            pooled over the real slots.
+
+    ``fit(x, mask)`` / ``transform(x, mask)`` take ``x`` of shape ``(N, F)`` or ``(N, R, F)`` and an
+    optional ``(N, R)`` boolean mask of real slots; padded slots are left out of the statistics and
+    are 0 after ``transform``.
+    """
 
     name = "base"
 
@@ -46,6 +72,7 @@ class Scaler:
 
     # -- public API
     def fit(self, x, mask=None) -> "Scaler":
+        """Compute ``center_`` and ``scale_`` from the training background ``x`` (its real slots); returns self."""
         x = self._forward_log(np.asarray(x, np.float64))
         if self.per_slot and x.ndim == 3:
             stats = [self._statistics_or_identity(x[:, r][self._rows(mask, r, len(x))]) for r in range(x.shape[1])]
@@ -60,15 +87,18 @@ class Scaler:
         return self
 
     def transform(self, x, mask=None) -> np.ndarray:
+        """x' as float32, of the shape of ``x``; padded slots are 0."""
         self._check_fitted()
         x = np.asarray(x)
         out = ((self._forward_log(x.astype(np.float64)) - self.center_) / self.scale_).astype(np.float32)
         return self._zero_padding(out, mask)
 
     def fit_transform(self, x, mask=None) -> np.ndarray:
+        """:meth:`fit` on ``x``, then :meth:`transform` it."""
         return self.fit(x, mask).transform(x, mask)
 
     def inverse_transform(self, x, mask=None) -> np.ndarray:
+        """x = f⁻¹(x' s + c) (expm1 on the log columns); padded slots are 0."""
         self._check_fitted()
         out = np.asarray(x, np.float64) * self.scale_ + self.center_
         if self.log_columns:
@@ -77,12 +107,14 @@ class Scaler:
 
     # -- serialisation
     def get_config(self) -> dict:
+        """The scaler as a JSON-serialisable dict: its name, arguments and fitted statistics."""
         return {"name": self.name, "log_columns": self.log_columns, "per_slot": self.per_slot,
                 "center": None if self.center_ is None else np.asarray(self.center_).tolist(),
                 "scale": None if self.scale_ is None else np.asarray(self.scale_).tolist()}
 
     @classmethod
     def from_config(cls, config: dict) -> "Scaler":
+        """The scaler of :meth:`get_config`'s dict (of the registered class its ``name`` names)."""
         extra = {k: config[k] for k in ("n_quantiles", "bounds") if k in config}
         scaler = get_scaler(config["name"], log_columns=config.get("log_columns", ()),
                             per_slot=config.get("per_slot", False), **extra)
@@ -95,12 +127,14 @@ class Scaler:
             self.scale_ = np.asarray(config["scale"], np.float64)
 
     def save(self, path) -> Path:
+        """Write :meth:`get_config` as JSON to ``path`` (atomically); returns the path."""
         with atomic_path(path) as tmp:
             tmp.write_text(json.dumps(self.get_config(), indent=1))
         return Path(path)
 
     @staticmethod
     def load(path) -> "Scaler":
+        """The scaler saved at ``path`` by :meth:`save`."""
         return Scaler.from_config(json.loads(Path(path).read_text()))
 
     # -- helpers
@@ -130,61 +164,71 @@ class Scaler:
             raise RuntimeError(f"{type(self).__name__} is not fitted; call fit() on the training background")
 
 
+@SCALERS.register("standard")
 class StandardScaler(Scaler):
-    """Centre by the mean, scale by the standard deviation."""
-
-    name = "standard"
+    """Standardisation: x' = (f(x) − μ) / σ, μ and σ the training background's mean and standard
+    deviation. Arguments as :class:`Scaler`."""
 
     def _statistics(self, values):
         return values.mean(axis=0), values.std(axis=0)
 
 
+@SCALERS.register("robust")
 class RobustScaler(Scaler):
-    """Centre by the median, scale by the inter-quartile range (robust to the long pT tails)."""
-
-    name = "robust"
+    """x' = (f(x) − median) / (q₇₅ − q₂₅): centred by the training background's median, scaled by its
+    inter-quartile range (robust to the long pT tails). Arguments as :class:`Scaler`."""
 
     def _statistics(self, values):
         q25, q50, q75 = np.percentile(values, [25, 50, 75], axis=0)
         return q50, q75 - q25
 
 
+@SCALERS.register("minmax")
 class MinMaxScaler(Scaler):
-    """Map the training range to [0, 1]."""
-
-    name = "minmax"
+    """x' = (f(x) − min) / (max − min): the training background's range mapped to [0, 1].
+    Arguments as :class:`Scaler`."""
 
     def _statistics(self, values):
         low, high = values.min(axis=0), values.max(axis=0)
         return low, high - low
 
 
+@SCALERS.register("none")
 class IdentityScaler(Scaler):
-    """No scaling (log columns still apply)."""
-
-    name = "none"
+    """No scaling: x' = f(x) (the log columns still apply). Arguments as :class:`Scaler`."""
 
     def _statistics(self, values):
         width = values.shape[-1]
         return np.zeros(width), np.ones(width)
 
 
+@SCALERS.register("quantile")
 class QuantileScaler(Scaler):
     """Gaussianise each feature ("Gauss rank"): x' = Φ⁻¹(F̂(x)), F̂ the training background's empirical
     CDF, interpolated linearly between ``n_quantiles`` quantiles; a value many events share (a discrete
     count) maps to the middle of its band of the CDF. ``bounds="edge"`` (the default, as scikit-learn's
     ``QuantileTransformer``): values at the background's minimum or maximum map to ∓Φ⁻¹(1 − p), which
     sets a pile-up at a bound (an empty energy ring, eRing = 0) far from the continuum, "no energy
-    there" being a state of its own; ``"middle"`` treats such a pile-up as any other tie. The heavy tails and discrete values of jet substructure features stop dominating
-    distances, and every marginal outlier shows as a large |x'|.
+    there" being a state of its own; ``"middle"`` treats such a pile-up as any other tie. The heavy
+    tails and discrete values of jet substructure features stop dominating distances, and every
+    marginal outlier shows as a large |x'|.
 
     Clamp: F̂ is limited to [p, 1 − p] with p = :attr:`TAIL_PROBABILITY` (Φ⁻¹ of 0 or 1 is infinite);
     beyond the training range x' grows logarithmically, Φ⁻¹(1 − p) + log(1 + (x − q_max)/s) with s the
     feature's robust scale (IQR/1.349): values outside the background's range keep their order instead
     of all mapping to one edge, yet a heavy tail (a mass of several TeV) cannot swamp the other
-    features as a linear extension would. Pooled over real slots; ``per_slot`` is not supported."""
+    features as a linear extension would. Pooled over real slots; ``per_slot`` is not supported.
 
-    name = "quantile"
+    Args:
+        log_columns: as :class:`Scaler` (log1p before the quantiles).
+        per_slot: must be False.
+        n_quantiles: K, the number of quantiles of F̂ (at most the number of training values).
+        bounds: ``"edge"`` or ``"middle"``, the map of the background's minimum and maximum (above).
+
+    Compare scikit-learn's ``QuantileTransformer(output_distribution="normal")``, which clips values
+    beyond the training range to its edges.
+    """
+
     TAIL_PROBABILITY = 1e-7  # Φ⁻¹(1 − 1e-7) = 5.2, scikit-learn's bound
     BOUNDS = ("edge", "middle")
 
@@ -206,6 +250,7 @@ class QuantileScaler(Scaler):
         return np.zeros(values.shape[-1]), (q75 - q25) / 1.349
 
     def transform(self, x, mask=None) -> np.ndarray:
+        """x' = Φ⁻¹(F̂(f(x))) as float32 (the class docstring's clamp beyond the range); padded slots are 0."""
         from scipy.special import ndtri
 
         self._check_fitted()
@@ -238,12 +283,7 @@ class QuantileScaler(Scaler):
             self.quantiles_ = np.asarray(config["quantiles"], np.float64)
 
 
-SCALERS = {cls.name: cls for cls in (StandardScaler, RobustScaler, MinMaxScaler, QuantileScaler, IdentityScaler)}
-
-
 def get_scaler(name: str, **kwargs) -> Scaler:
-    """Scaler by name: ``standard``, ``robust``, ``minmax``, ``quantile`` or ``none``."""
-    try:
-        return SCALERS[name](**kwargs)
-    except KeyError:
-        raise KeyError(f"unknown scaler {name!r}; available: {', '.join(SCALERS)}") from None
+    """A new scaler of :data:`SCALERS` by name (``standard``, ``robust``, ``minmax``, ``quantile``,
+    ``none``) with ``kwargs`` its arguments."""
+    return SCALERS.lookup(name)(**kwargs)

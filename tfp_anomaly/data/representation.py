@@ -10,16 +10,19 @@ The MET row holds E = pT = MET, η = 0, φ = METphi (a massless object in the tr
 from __future__ import annotations
 
 import dataclasses
-from typing import Callable, Sequence
+from typing import Sequence
 
 import numpy as np
 
+from ..registry import Registry
 from . import objects
 from .events import Events
 
 # --------------------------------------------------------------------------- feature registry
 #: feature name -> function of (E, pT, η, φ) arrays. ``log_*`` use log1p and so depend on the unit.
-FEATURES: dict[str, Callable] = {
+#: (Its kind is plural: :class:`ObjectGrid` names all unknown features of a grid at once.)
+FEATURES = Registry("features")
+for _name, _feature in {
     "E": lambda e, pt, eta, phi: e,
     "pt": lambda e, pt, eta, phi: pt,
     "eta": lambda e, pt, eta, phi: eta,
@@ -31,31 +34,36 @@ FEATURES: dict[str, Callable] = {
     "px": lambda e, pt, eta, phi: pt * np.cos(phi),
     "py": lambda e, pt, eta, phi: pt * np.sin(phi),
     "pz": lambda e, pt, eta, phi: pt * np.sinh(eta),
-}
+}.items():
+    FEATURES.register(_name, _feature)
 
-PRESETS = {
-    # DarkFlow / Dark Machines ConvVAE input: 13 j, 3 b, 3 m+, 3 m-, 3 e+, 3 e-, 3 g, MET row; (E, pT, η, φ)
-    "darkflow": dict(blocks=[("j", 13), ("b", 3), ("m+", 3), ("m-", 3), ("e+", 3), ("e-", 3), ("g", 3)],
-                     met_row=True, features=["E", "pt", "eta", "phi"]),
-    # ADC2021 layout: 4 e, 4 m, 10 j (charge not recorded), MET row; (pT, η, cos φ, sin φ)
-    "adc2021": dict(blocks=[("e", 4), ("m", 4), ("j", 10)], met_row=True,
-                    features=["pt", "eta", "cos_phi", "sin_phi"]),
-}
+#: preset name -> :class:`ObjectGrid` arguments.
+PRESETS = Registry("grid preset")
+# DarkFlow / Dark Machines ConvVAE input: 13 j, 3 b, 3 m+, 3 m-, 3 e+, 3 e-, 3 g, MET row; (E, pT, η, φ)
+PRESETS.register("darkflow", dict(blocks=[("j", 13), ("b", 3), ("m+", 3), ("m-", 3), ("e+", 3), ("e-", 3),
+                                          ("g", 3)], met_row=True, features=["E", "pt", "eta", "phi"]))
+# ADC2021 layout: 4 e, 4 m, 10 j (charge not recorded), MET row; (pT, η, cos φ, sin φ)
+PRESETS.register("adc2021", dict(blocks=[("e", 4), ("m", 4), ("j", 10)], met_row=True,
+                                 features=["pt", "eta", "cos_phi", "sin_phi"]))
 
 
 @dataclasses.dataclass
 class ObjectGrid:
-    """Events -> fixed (N, rows, features) float32 matrices plus a (N, rows) mask of real slots.
+    """The ordered object representation: events → an ``(N, R, F)`` float32 grid and an ``(N, R)`` mask.
 
-    Parameters
-    ----------
-    blocks : list of (codes, cap)
-        Row blocks in order; ``codes`` is one object code or a list of codes pooled into one block
-        (e.g. ``(["e-", "e+"], 4)``); ``cap`` slots per event.
-    met_row : bool
-        Append a MET row (E = pT = MET, η = 0, φ = METphi).
-    features : list of str
-        Column features, names from :data:`FEATURES`.
+    Row ``r`` of event ``n`` is one object slot: the slots come in type blocks, each block holds the
+    event's objects of its codes sorted by pT descending, zero-padded to the block's cap (the
+    lowest-pT objects beyond it are dropped), and an optional last row holds the MET. Column ``f`` is
+    feature ``features[f]`` of :data:`FEATURES` computed from the object's (E, pT, η, φ);
+    ``mask[n, r]`` is True where slot ``r`` holds a real object. R = Σ caps (+ 1 with the MET row),
+    F = ``len(features)``. DarkFlow's input (Caron et al., arXiv:2105.14027 §4) is the ``darkflow``
+    preset.
+
+    Args:
+        blocks: row blocks in order, ``(codes, cap)`` each: ``codes`` one object code or a list of codes
+            pooled into one block (e.g. ``(["e-", "e+"], 4)``), ``cap`` its slots per event (≥ 1).
+        met_row: append a MET row (E = pT = MET, η = 0, φ = METphi).
+        features: column features, names from :data:`FEATURES`.
     """
 
     blocks: Sequence = dataclasses.field(default_factory=lambda: list(PRESETS["darkflow"]["blocks"]))
@@ -71,30 +79,31 @@ class ObjectGrid:
                 raise ValueError(f"block {codes} has cap {cap}; caps must be >= 1")
         unknown = [f for f in self.features if f not in FEATURES]
         if unknown:
-            raise KeyError(f"unknown features {unknown}; available: {', '.join(FEATURES)}")
+            raise FEATURES.unknown(unknown)  # "unknown features [...]; available: ..."
         self.features = list(self.features)
 
     @classmethod
     def preset(cls, name: str) -> "ObjectGrid":
-        try:
-            return cls(**PRESETS[name])
-        except KeyError:
-            raise KeyError(f"unknown grid preset {name!r}; available: {', '.join(PRESETS)}") from None
+        """The grid of preset ``name`` (:data:`PRESETS`)."""
+        return cls(**PRESETS.lookup(name))
 
     def get_config(self) -> dict:
+        """The grid's arguments as a JSON/YAML-friendly dict (:meth:`from_config` inverts it)."""
         return {"blocks": [[codes[0] if len(codes) == 1 else codes, cap] for codes, cap in self.blocks],
                 "met_row": self.met_row, "features": list(self.features)}
 
     @classmethod
     def from_config(cls, config: dict) -> "ObjectGrid":
+        """The grid of :meth:`get_config`'s dict; a ``preset`` key gives the defaults the other keys override."""
         if "preset" in config:
-            base = dict(PRESETS[config["preset"]])
+            base = dict(PRESETS.lookup(config["preset"]))
             base.update({k: v for k, v in config.items() if k != "preset"})
             config = base
         return cls(**config)
 
     @property
     def n_rows(self) -> int:
+        """R: the number of rows (slots) of an event."""
         return sum(cap for _, cap in self.blocks) + int(self.met_row)
 
     @property
@@ -105,15 +114,18 @@ class ObjectGrid:
 
     @property
     def shape(self) -> tuple:
+        """``(R, F)``: the shape of one event's grid."""
         return (self.n_rows, len(self.features))
 
     @property
     def row_labels(self) -> list[str]:
+        """A name per row: ``j1``, ``j2``, …, ``e-/e+1``, …, ``MET``."""
         labels = [f"{'/'.join(codes)}{k + 1}" for codes, cap in self.blocks for k in range(cap)]
         return labels + (["MET"] if self.met_row else [])
 
     def transform(self, events: Events, return_overflow: bool = False):
-        """Return ``(x, mask)`` (and ``{block: objects dropped}`` with ``return_overflow``)."""
+        """``(x, mask)`` of ``events``: ``x`` (N, R, F) float32, ``mask`` (N, R) bool; with
+        ``return_overflow`` also ``{block: number of objects dropped beyond its cap}``."""
         n = len(events)
         x = np.zeros((n, self.n_rows, len(self.features)), np.float32)
         mask = np.zeros((n, self.n_rows), bool)

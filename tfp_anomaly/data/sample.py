@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from ..registry import Registry
 from .darkmachines import read_darkmachines
 from .events import Events, concatenate  # noqa: F401 (Events: the return type)
 
@@ -17,6 +18,7 @@ SAMPLE_DIR = Path(__file__).resolve().parent / "embedded"
 
 
 def manifest() -> dict:
+    """The sample's ``manifest.json``: files, processes, counts, cross sections, seeds, versions."""
     path = SAMPLE_DIR / "manifest.json"
     if not path.exists():
         raise FileNotFoundError(f"the embedded sample is missing ({path}); reinstall tfp-anomaly")
@@ -28,14 +30,20 @@ def sample_files() -> dict[str, Path]:
     return {name: SAMPLE_DIR / entry["file"] for name, entry in manifest()["files"].items()}
 
 
+def signal_parts() -> Registry:
+    """The sample's signals: signal name -> its manifest entry (``file``, ``events``, ...). An unknown
+    name names the other parts, ``background`` and ``signals``, before the signals."""
+    found = Registry("sample part", listing="available: background, signals, or one signal")
+    for name, entry in manifest()["files"].items():
+        if entry["kind"] == "signal":
+            found.register(name, entry)
+    return found
+
+
 def load_sample(part: str = "background", unit: str = "GeV") -> Events:
     """Events of one part of the sample (``"background"``, a signal name, or ``"signals"`` for all
     signals), labelled 0 (background) or 1 (signal)."""
-    files = manifest()["files"]
     if part == "signals":
-        return concatenate([load_sample(name, unit) for name, e in files.items() if e["kind"] == "signal"])
-    if part not in files:
-        raise KeyError(f"unknown sample part {part!r}; available: background, signals, "
-                       + ", ".join(n for n in files if n != "background"))
-    entry = files[part]
+        return concatenate([load_sample(name, unit) for name in signal_parts()])
+    entry = manifest()["files"]["background"] if part == "background" else signal_parts().lookup(part)
     return read_darkmachines(SAMPLE_DIR / entry["file"], unit=unit, label=int(entry["kind"] == "signal"))

@@ -10,16 +10,25 @@ from typing import Sequence
 
 import numpy as np
 
+from . import arrays
+
 
 @dataclasses.dataclass(frozen=True)
 class Split:
-    """Sorted index arrays of the three parts."""
+    """A partition of ``range(n)`` into three disjoint parts: train, validation and test.
+
+    Args:
+        train: sorted int indices of the training events.
+        val: sorted int indices of the validation events.
+        test: sorted int indices of the test events.
+    """
 
     train: np.ndarray
     val: np.ndarray
     test: np.ndarray
 
     def parts(self) -> dict:
+        """``{"train": ..., "val": ..., "test": ...}``."""
         return {"train": self.train, "val": self.val, "test": self.test}
 
 
@@ -39,7 +48,7 @@ def split_indices(n: int, fractions: Sequence[float] = (0.6, 0.2, 0.2), seed: in
 
 
 def split_background(data, fractions: Sequence[float] = (0.6, 0.2, 0.2), seed: int = 0) -> dict:
-    """Split anything indexable by an index array (``Events``, ``FeatureTable``, arrays) into
-    ``{"train", "val", "test"}`` with :func:`split_indices`."""
-    split = split_indices(len(data), fractions, seed)
-    return {name: data[index] for name, index in split.parts().items()}
+    """Split anything indexable by an index array (``Events``, ``FeatureTable``, arrays, or model input
+    ``{"x", "mask"}``) into ``{"train", "val", "test"}`` with :func:`split_indices`."""
+    split = split_indices(arrays.n_events(data), fractions, seed)
+    return {name: arrays.take(data, index) for name, index in split.parts().items()}

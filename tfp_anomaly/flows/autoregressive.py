@@ -17,13 +17,16 @@ import tensorflow as tf
 import tensorflow_probability as tfp
 
 from . import splines
-from .base import FlowLayer, register
+from .base import FLOWS, FlowLayer
 from .conditioners import MADE
 
 tfb = tfp.bijectors
 
 
 class _Autoregressive(FlowLayer):
+    """Shared part of the autoregressive flows: a MADE conditioner of (z_<i, context) inside
+    ``tfb.MaskedAutoregressiveFlow``; ``inner`` makes the element-wise map from the MADE output."""
+
     params_per_dim = 2
     invert = False
 
@@ -55,21 +58,70 @@ class _Autoregressive(FlowLayer):
                 "log_scale_clamp": self.log_scale_clamp}
 
 
-@register("maf")
+@FLOWS.register("maf")
 class MAF(_Autoregressive):
-    """Masked autoregressive flow (fast density, slow sampling)."""
+    """Masked autoregressive flow (fast density, slow sampling).
+
+    Forward (sampling direction, d conditioner passes): y_i = z_i exp(s_i) + t_i with (t_i, ŝ_i) =
+    MADE(y_<i, context)_i and s_i = c tanh(ŝ_i / c); log|det ∂y/∂z| = Σ_i s_i. Inverse (density
+    direction, one pass): z_i = (y_i − t_i) exp(−s_i). The clamp c keeps exp(s) finite in float32.
+
+    Shapes: z: (batch, dim) → y: (batch, dim), log_det: (batch,); context: (batch, context_dim).
+
+    Args:
+        hidden_units: widths of the hidden layers of the :class:`~.conditioners.MADE` conditioner.
+        activation: its hidden activation.
+        log_scale_clamp: c, the bound of the soft-clamped log-scale s.
+        **kwargs: ``keras.layers.Layer`` arguments.
+
+    References:
+        Papamakarios, Pavlakou & Murray (2017), Masked Autoregressive Flow for Density Estimation,
+        arXiv:1705.07057.
+    """
 
 
-@register("iaf")
+@FLOWS.register("iaf")
 class IAF(_Autoregressive):
-    """Inverse autoregressive flow (fast forward / sampling: the VAE-posterior direction)."""
+    """Inverse autoregressive flow (fast forward: the VAE-posterior direction z₀ → z_K); the inverse of
+    :class:`MAF`.
+
+    Forward (one conditioner pass): y_i = (z_i − t_i) exp(−s_i) with (t_i, ŝ_i) = MADE(z_<i, context)_i
+    and s_i = c tanh(ŝ_i / c); log|det ∂y/∂z| = −Σ_i s_i. Inverse (d passes): z_i = y_i exp(s_i) + t_i.
+    With a context (e.g. the encoder's hidden vector) the flow is amortized, as in the paper.
+
+    Shapes: z: (batch, dim) → y: (batch, dim), log_det: (batch,); context: (batch, context_dim).
+
+    Args:
+        hidden_units, activation, log_scale_clamp, **kwargs: as for :class:`MAF`.
+
+    References:
+        Kingma, Salimans, Jozefowicz, Chen, Sutskever & Welling (2016), Improved Variational Inference
+        with Inverse Autoregressive Flow, arXiv:1606.04934.
+    """
 
     invert = True
 
 
-@register("spline_autoregressive")
+@FLOWS.register("spline_autoregressive")
 class SplineAutoregressive(_Autoregressive):
-    """Autoregressive rational-quadratic spline flow (MAF direction)."""
+    """Autoregressive rational-quadratic spline flow (MAF direction).
+
+    Forward (d conditioner passes): y_i = RQS_θi(z_i), θ_i = MADE(y_<i, context)_i the 3K − 1 raw
+    widths, heights and knot slopes of a monotone spline with K bins on [−B, B], the identity outside;
+    log|det ∂y/∂z| = Σ_i log RQS′_θi(z_i). Inverse (one pass): z_i = RQS⁻¹_θi(y_i), θ_i from y_<i.
+    Not XLA-compilable (``supports_jit = False``).
+
+    Shapes: z: (batch, dim) → y: (batch, dim), log_det: (batch,); context: (batch, context_dim).
+
+    Args:
+        nbins: K, the number of bins.
+        bound: B, the half-width of the spline's interval.
+        **kwargs: ``hidden_units`` and ``activation`` of the MADE conditioner (as for :class:`MAF`;
+            ``log_scale_clamp`` is accepted but unused), and ``keras.layers.Layer`` arguments.
+
+    References:
+        Durkan, Bekasov, Murray & Papamakarios (2019), Neural Spline Flows, arXiv:1906.04032.
+    """
 
     def __init__(self, nbins=8, bound=5.0, **kwargs):
         super().__init__(**kwargs)

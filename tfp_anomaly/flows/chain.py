@@ -1,33 +1,27 @@
 """Composition of flow steps from a compact spec, and the registry look-ups.
 
 Specs: ``"planar*6"``; ``"maf, reverse, maf"``; ``["realnvp*4", {"name": "maf", "hidden_units": [32]}]``.
-Keyword arguments given to :class:`FlowChain` go to every step whose constructor accepts them (e.g.
-``amortized=True``); one that no step accepts is an error. Steps with a ``parity`` (couplings, Glow, triangular Sylvester) alternate
-0, 1, 0, ... unless the spec fixes it.
+The ``step_kwargs`` of :class:`FlowChain` go to every step whose constructor accepts them (e.g.
+``amortized=True``); one that no step accepts is an error. Steps with a ``parity`` (couplings, Glow,
+triangular Sylvester) alternate 0, 1, 0, ... unless the spec fixes it. Names are looked up in
+:data:`~.base.FLOWS`.
 """
 from __future__ import annotations
 
 import keras
-import tensorflow_probability as tfp
 
 from .._signature import constructor_keywords
-from .base import REGISTRY, FlowLayer, per_event
-
-tfb = tfp.bijectors
+from .base import FLOWS, FlowLayer, FlowSequence
 
 
 def available() -> list[str]:
-    """Every registered flow name."""
-    return sorted(REGISTRY)
+    """Every registered flow name, sorted (``FLOWS.names()``)."""
+    return FLOWS.names()
 
 
 def get(name: str, **kwargs) -> FlowLayer:
-    """A new flow step by registered name."""
-    try:
-        cls = REGISTRY[name]
-    except KeyError:
-        raise KeyError(f"unknown flow {name!r}; available: {', '.join(available())}") from None
-    return cls(**kwargs)
+    """A new flow step by registered name; an unknown name raises ``KeyError`` listing the known ones."""
+    return FLOWS.lookup(name)(**kwargs)
 
 
 def _accepted(cls, kwargs: dict) -> dict:
@@ -48,52 +42,61 @@ def parse_spec(spec) -> list[dict]:
             raise ValueError(f"flow spec entries are names or dicts with a 'name', got {item!r}")
         item = dict(item)
         repeat = int(item.pop("repeat", 1))
-        if item["name"] not in REGISTRY:
-            raise KeyError(f"unknown flow {item['name']!r}; available: {', '.join(available())}")
+        FLOWS.lookup(item["name"])  # an unknown name fails here, before any layer is made
         steps.extend(dict(item) for _ in range(repeat))
     return steps
 
 
-@keras.saving.register_keras_serializable(package="tfp_anomaly.flows")
-class FlowChain(FlowLayer):
-    """A sequence of flow steps: z_K = f_K ∘ ⋯ ∘ f_1(z_0), log|det| = Σ_k log|det J_k|.
+def _make_steps(spec: list[dict], step_kwargs: dict) -> list[FlowLayer]:
+    """The steps of a parsed spec, named ``<flow>_<k>``: each gets the ``step_kwargs`` it accepts, then its
+    entry's options; steps with a ``parity`` alternate 0, 1, 0, ... unless their entry sets it."""
+    steps, parity = [], 0
+    for k, entry in enumerate(spec):
+        cls = FLOWS.lookup(entry["name"])
+        options = {**_accepted(cls, step_kwargs), **{a: b for a, b in entry.items() if a != "name"}}
+        if "parity" in _accepted(cls, {"parity": 0}) and "parity" not in entry:
+            options["parity"], parity = parity, 1 - parity
+        steps.append(cls(**options, name=f"{entry['name']}_{k}"))
+    return steps
 
-    ``bijector(context)`` returns the equivalent ``tfb.Chain`` (for TransformedDistribution).
+
+@keras.saving.register_keras_serializable(package="tfp_anomaly.flows")
+class FlowChain(FlowSequence):
+    """A sequence of flow steps made from a spec.
+
+    Forward: z_K = f_K ∘ ⋯ ∘ f_1(z_0), every step given the same context; log|det ∂z_K/∂z_0| =
+    Σ_k log|det ∂z_k/∂z_{k−1}|. Inverse: the steps' inverses in reverse order, where every step has
+    one. The chain is amortized (needs a context) if any step is. ``bijector(context)`` returns the
+    equivalent ``tfb.Chain`` (for ``tfd.TransformedDistribution``).
+
+    Shapes: z: (batch, dim) → y: (batch, dim), log_det: (batch,); context: (batch, context_dim).
+
+    Args:
+        spec: the steps (see :func:`parse_spec`): ``"planar*6"``, ``"maf, reverse, maf"``, or a list of
+            names and ``{"name": ..., **options}`` dicts.
+        step_kwargs: options given to every step whose constructor accepts them (e.g.
+            ``{"amortized": True}``); one that no step accepts is an error. A dict entry's own options
+            win. Steps with a ``parity`` alternate 0, 1, 0, ... unless their entry sets it.
+        **kwargs: ``keras.layers.Layer`` arguments.
+
+    References:
+        Rezende & Mohamed (2015), Variational Inference with Normalizing Flows, arXiv:1505.05770.
     """
 
     def __init__(self, spec="planar*4", step_kwargs=None, **kwargs):
         super().__init__(**kwargs)
         self.step_kwargs = dict(step_kwargs or {})
         self.spec = parse_spec(spec)
-        self.steps = []
-        parity = 0
-        for k, entry in enumerate(self.spec):
-            cls = REGISTRY[entry["name"]]
-            options = {**_accepted(cls, self.step_kwargs), **{a: b for a, b in entry.items() if a != "name"}}
-            if "parity" in _accepted(cls, {"parity": 0}) and "parity" not in entry:
-                options["parity"], parity = parity, 1 - parity
-            self.steps.append(cls(**options, name=f"{entry['name']}_{k}"))
         unused = set(self.step_kwargs) - {k for entry in self.spec
-                                          for k in _accepted(REGISTRY[entry["name"]], self.step_kwargs)}
+                                          for k in _accepted(FLOWS.lookup(entry["name"]), self.step_kwargs)}
         if unused:  # a typo must not be silently ignored
             raise TypeError(f"flow option(s) {sorted(unused)} are accepted by no step of {spec!r}")
+        self.steps = _make_steps(self.spec, self.step_kwargs)
         self.amortized = any(step.amortized for step in self.steps)
         self.has_inverse = all(step.has_inverse for step in self.steps)
 
-    def build_flow(self, dim, context_dim):
-        context = None if context_dim is None else (None, context_dim)
-        for step in self.steps:
-            step.build((None, dim), context)
-
-    def call(self, z, context=None, training=None):
-        total = per_event(0.0, z)
-        for step in self.steps:
-            z, log_det = step(z, context=context, training=training)
-            total = total + log_det
-        return z, total
-
-    def bijector(self, context=None):
-        return tfb.Chain([step.bijector(context) for step in reversed(self.steps)])
+    def parts(self):
+        return self.steps
 
     def get_config(self):
         return {**super().get_config(), "spec": self.spec, "step_kwargs": self.step_kwargs}

@@ -8,8 +8,20 @@ from keras import ops
 
 @keras.saving.register_keras_serializable(package="tfp_anomaly.flows")
 class MLP(keras.layers.Layer):
-    """Dense network ``x -> out_units`` with the last layer initialised to zero (the flow starts
-    as the identity, a standard trick for stable training of deep flows)."""
+    """Dense network ``x -> out_units``, the conditioner of the coupling flows and FFJORD.
+
+    Hidden ``Dense`` layers of ``hidden_units`` with ``activation``, then a linear output layer whose
+    kernel starts at zero, so a flow it conditions starts as (or near) the identity, a standard trick
+    for stable training of deep flows.
+
+    Shapes: x: (batch, in_dim) → (batch, out_units).
+
+    Args:
+        hidden_units: widths of the hidden layers.
+        out_units: width of the output.
+        activation: hidden activation.
+        **kwargs: ``keras.layers.Layer`` arguments.
+    """
 
     def __init__(self, hidden_units=(64, 64), out_units=1, activation="relu", **kwargs):
         super().__init__(**kwargs)
@@ -52,9 +64,24 @@ def made_masks(dim: int, hidden_units, params: int):
 
 @keras.saving.register_keras_serializable(package="tfp_anomaly.flows")
 class MADE(keras.layers.Layer):
-    """Masked autoencoder for distribution estimation: ``x (batch, dim) -> (batch, dim, params)``
-    where output ``[..., i, :]`` depends only on ``x[..., :i]`` (and on the context, if any, which
-    enters the first layer unmasked). Output layer initialised to zero (identity flow at start)."""
+    """Masked autoencoder for distribution estimation, the conditioner of the autoregressive flows.
+
+    Output ``[..., i, :]`` depends only on ``x[..., :i]`` (masks of :func:`made_masks`) and on the
+    context, if any, which enters the first layer unmasked. The output layer starts at zero, so a
+    flow it conditions starts as (or near) the identity.
+
+    Shapes: x: (batch, dim), context: (batch, context_dim) → (batch, dim, params).
+
+    Args:
+        hidden_units: widths of the masked hidden layers.
+        params: outputs per input dimension (e.g. 2: shift and log-scale).
+        activation: hidden activation.
+        **kwargs: ``keras.layers.Layer`` arguments.
+
+    References:
+        Germain, Gregor, Murray & Larochelle (2015), MADE: Masked Autoencoder for Distribution
+        Estimation, arXiv:1502.03509.
+    """
 
     def __init__(self, hidden_units=(64, 64), params=2, activation="relu", **kwargs):
         super().__init__(**kwargs)

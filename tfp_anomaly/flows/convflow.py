@@ -27,7 +27,7 @@ import keras
 import tensorflow as tf
 import tensorflow_probability as tfp
 
-from .base import FlowLayer, register
+from .base import FLOWS, AmortizedFlowLayer
 
 tfb = tfp.bijectors
 
@@ -45,10 +45,25 @@ def _shift(z, s):
 
 
 class ConvFlowBijector(tfb.Bijector):
-    """One ConvFlow layer: y = z + (a / w_0) ⊙ tanh(w_0 z + Σ_j w_j shift_{jd}(z) + b).
+    """One ConvFlow layer: a causal 1-D convolution of dilation d inside a tanh, rescaled element-wise.
 
-    ``w0`` (...,) > 0, ``taps`` (..., k−1), ``a`` (..., d) > −1, ``b`` (..., d): per-event shapes
-    broadcast against z (..., d). ``forward_log_det_jacobian`` = Σ_i log(1 + a_i (1 − tanh² c_i)).
+    Forward: y = z + (a / w_0) ⊙ tanh(c), c = w_0 z + Σ_{j=1}^{k−1} w_j shift_{jd}(z) + b, where
+    shift_s(z)_i = z_{i−s} (0 for i < s); log|det ∂y/∂z| = Σ_i log(1 + a_i (1 − tanh² c_i)) (the
+    Jacobian is lower triangular). Inverse: solved dimension by dimension in float64, each z_i by
+    bisection on [y_i − |a_i|/w_0, y_i + |a_i|/w_0] and one Newton step.
+
+    Shapes: the leading axes (...) of the parameters broadcast against ``z: (batch, d)``.
+
+    Args:
+        w0: w_0 > 0, shape (...,).
+        taps: w_1 … w_{k−1}, shape (..., k − 1).
+        a: a = u w_0 > −1, shape (..., d).
+        b: shape (..., d).
+        dilation: d ≥ 1.
+        validate_args, name: as for every ``tfb.Bijector``.
+
+    References:
+        Zheng, Yang & Carbonell (2017), Convolutional Normalizing Flows, arXiv:1711.02255.
     """
 
     def __init__(self, w0, taps, a, b, dilation=1, validate_args=False, name="convflow"):
@@ -98,39 +113,50 @@ class ConvFlowBijector(tfb.Bijector):
         return -self._forward_log_det_jacobian(self._inverse(y))
 
 
-@register("convflow")
-class ConvFlow(FlowLayer):
-    """A ConvFlow step: layers of dilations ``dilations`` (default 1, 2, 4) with kernels of ``kernel_size``.
+@FLOWS.register("convflow")
+class ConvFlow(AmortizedFlowLayer):
+    """A ConvFlow step: ``len(dilations)`` ConvFlow layers (:class:`ConvFlowBijector`), applied in the
+    order of ``dilations``.
 
-    With ``amortized=True`` every layer's (ω, w_1.., α, b) come per event from the context through a
-    linear layer (VAE posteriors); otherwise they are weights and a context is ignored.
+    Forward per layer: y = z + u ⊙ tanh(c), c_i = w_0 z_i + Σ_{j≥1} w_j z_{i−jd} + b_i;
+    log|det ∂y/∂z| = Σ_i log(1 + u_i w_0 (1 − tanh² c_i)), summed over the layers. Inverse: a
+    triangular solve, dimension by dimension (bisection and a Newton step). Constraints, from raw ω and
+    α: w_0 = softplus(ω + log(e − 1)) + 0.01 > 0 and a = u w_0 = softplus(α + log(e − 1)) − 1 + 0.001 > −1,
+    so each diagonal term is ≥ 0.001 and raw parameters at 0 give w_0 ≈ 1, a ≈ 0 (nearly the identity).
+
+    Shapes: z: (batch, dim) → y: (batch, dim), log_det: (batch,); context: (batch, context_dim).
+
+    Args:
+        kernel_size: k, the taps w_0 … w_{k−1} of each causal convolution (≥ 1).
+        dilations: the dilation d of each layer (≥ 1), default (1, 2, 4).
+        amortized: take every layer's raw (ω, w_1 … w_{k−1}, α, b) per event from the context through
+            one linear layer (VAE posteriors); otherwise they are one weight and a context is ignored.
+        **kwargs: ``keras.layers.Layer`` arguments.
+
+    References:
+        Zheng, Yang & Carbonell (2017), Convolutional Normalizing Flows, arXiv:1711.02255.
     """
 
-    def __init__(self, kernel_size=2, dilations=(1, 2, 4), amortized=False, **kwargs):
+    def __init__(self, kernel_size=2, dilations=(1, 2, 4), **kwargs):
         super().__init__(**kwargs)
         self.kernel_size, self.dilations = int(kernel_size), [int(d) for d in dilations]
-        self.amortized = bool(amortized)
         if self.kernel_size < 1 or not self.dilations or min(self.dilations) < 1:
             raise ValueError("convflow needs kernel_size >= 1 and dilations >= 1")
 
     def _sizes(self, dim):
         return [1, self.kernel_size - 1, dim, dim]  # ω, taps, α, b per layer
 
-    def build_flow(self, dim, context_dim):
-        width = sum(self._sizes(dim)) * len(self.dilations)
-        init = keras.initializers.RandomNormal(stddev=0.01 if self.amortized else 0.1)
-        if self.amortized:
-            self.params = keras.layers.Dense(width, kernel_initializer=init, bias_initializer="zeros")
-            self.params.build((None, context_dim))
-        else:
-            self.raw = self.add_weight(shape=(width,), initializer=init, name="params")
+    def parameter_shapes(self, dim):
+        return {"params": (sum(self._sizes(dim)) * len(self.dilations),)}
+
+    def weight_initializers(self):
+        return {"params": keras.initializers.RandomNormal(stddev=0.1)}
 
     def layer_parameters(self, context=None):
         """[(w_0, taps, a, b)] per layer, constrained (see the module docstring)."""
-        raw = self.params(context) if self.amortized else tf.convert_to_tensor(self.raw)
-        per_layer = tf.split(raw, len(self.dilations), axis=-1)
+        raw = self.raw_parameters(context)["params"]
         out = []
-        for chunk in per_layer:
+        for chunk in tf.split(raw, len(self.dilations), axis=-1):
             omega, taps, alpha, b = tf.split(chunk, self._sizes(self.dim), axis=-1)
             w0 = tf.math.softplus(omega[..., 0] + _ONE) + _W0_FLOOR
             a = tf.math.softplus(alpha + _ONE) - 1.0 + _A_FLOOR
@@ -142,5 +168,4 @@ class ConvFlow(FlowLayer):
         return tfb.Chain(layers[::-1])
 
     def get_config(self):
-        return {**super().get_config(), "kernel_size": self.kernel_size, "dilations": self.dilations,
-                "amortized": self.amortized}
+        return {**super().get_config(), "kernel_size": self.kernel_size, "dilations": self.dilations}

@@ -18,7 +18,7 @@ import tensorflow as tf
 import tensorflow_probability as tfp
 
 from . import splines
-from .base import FlowLayer, register
+from .base import FLOWS, FlowLayer
 from .conditioners import MLP
 
 tfb = tfp.bijectors
@@ -29,6 +29,9 @@ def reverse(dim: int):
 
 
 class _Coupling(FlowLayer):
+    """Shared part of the coupling flows: an :class:`~.conditioners.MLP` of (x_a, context) inside
+    ``tfb.RealNVP``; ``inner`` makes the element-wise map of x_b from the network output."""
+
     params_per_dim = 1
 
     def __init__(self, hidden_units=(64, 64), parity=0, activation="relu", **kwargs):
@@ -61,18 +64,49 @@ class _Coupling(FlowLayer):
                 "activation": self.activation}
 
 
-@register("nice")
+@FLOWS.register("nice")
 class NICE(_Coupling):
-    """Additive coupling (volume preserving)."""
+    """Additive coupling (volume preserving).
+
+    Forward: y_a = z_a, y_b = z_b + t(z_a, context); log|det ∂y/∂z| = 0. Inverse: z_b = y_b − t(y_a,
+    context). z_a is the first ⌊dim/2⌋ dimensions (the last ones, reversed, with ``parity=1``), z_b
+    the rest; t is an MLP whose output layer starts at zero, so the step starts as the identity.
+
+    Shapes: z: (batch, dim) → y: (batch, dim), log_det: (batch,); context: (batch, context_dim).
+
+    Args:
+        hidden_units: widths of the hidden layers of the :class:`~.conditioners.MLP` conditioner.
+        parity: 0 or 1; 1 swaps the roles of the halves. :class:`~.chain.FlowChain` alternates it.
+        activation: the conditioner's hidden activation.
+        **kwargs: ``keras.layers.Layer`` arguments.
+
+    References:
+        Dinh, Krueger & Bengio (2014), NICE: Non-linear Independent Components Estimation,
+        arXiv:1410.8516.
+    """
 
     def inner(self, raw, units):
         return tfb.Shift(raw[..., 0])
 
 
-@register("realnvp")
+@FLOWS.register("realnvp")
 class RealNVP(_Coupling):
-    """Affine coupling. The log-scale is soft-clamped, s = c·tanh(ŝ/c) with c = ``log_scale_clamp``,
-    so exp(s) can never overflow float32 however the network drifts."""
+    """Affine coupling.
+
+    Forward: y_a = z_a, y_b = z_b exp(s) + t with (t, ŝ) = MLP(z_a, context) and s = c tanh(ŝ/c);
+    log|det ∂y/∂z| = Σ s. Inverse: z_b = (y_b − t) exp(−s). Halves as for :class:`NICE`. The soft
+    clamp c keeps exp(s) from overflowing float32 however the network drifts.
+
+    Shapes: z: (batch, dim) → y: (batch, dim), log_det: (batch,); context: (batch, context_dim).
+
+    Args:
+        log_scale_clamp: c, the bound of the log-scale s.
+        **kwargs: ``hidden_units``, ``parity``, ``activation`` (as for :class:`NICE`) and
+            ``keras.layers.Layer`` arguments.
+
+    References:
+        Dinh, Sohl-Dickstein & Bengio (2016), Density estimation using Real NVP, arXiv:1605.08803.
+    """
 
     params_per_dim = 2
 
@@ -88,10 +122,26 @@ class RealNVP(_Coupling):
         return {**super().get_config(), "log_scale_clamp": self.log_scale_clamp}
 
 
-@register("spline_coupling")
+@FLOWS.register("spline_coupling")
 class SplineCoupling(_Coupling):
-    """Rational-quadratic spline coupling with ``nbins`` bins on [−``bound``, ``bound``], linear
-    (identity) tails outside."""
+    """Rational-quadratic spline coupling.
+
+    Forward: y_a = z_a, y_b = RQS_θ(z_b) element-wise, θ = MLP(z_a, context) the 3K − 1 raw widths,
+    heights and knot slopes per dimension of a monotone spline with K bins on [−B, B], the identity
+    outside; log|det ∂y/∂z| = Σ log RQS′_θ(z_b). Inverse: z_b = RQS⁻¹_θ(y_b) (a quadratic per
+    element). Halves as for :class:`NICE`.
+
+    Shapes: z: (batch, dim) → y: (batch, dim), log_det: (batch,); context: (batch, context_dim).
+
+    Args:
+        nbins: K, the number of bins.
+        bound: B, the half-width of the spline's interval.
+        **kwargs: ``hidden_units``, ``parity``, ``activation`` (as for :class:`NICE`) and
+            ``keras.layers.Layer`` arguments.
+
+    References:
+        Durkan, Bekasov, Murray & Papamakarios (2019), Neural Spline Flows, arXiv:1906.04032.
+    """
 
     def __init__(self, nbins=8, bound=5.0, **kwargs):
         super().__init__(**kwargs)

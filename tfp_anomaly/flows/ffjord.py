@@ -12,16 +12,38 @@ from __future__ import annotations
 import tensorflow as tf
 import tensorflow_probability as tfp
 
-from .base import FlowLayer, register
+from ..seeds import draw_counter, next_seed
+from .base import FLOWS, FlowLayer
 from .conditioners import MLP
 
 tfb = tfp.bijectors
 
 
-@register("ffjord")
+@FLOWS.register("ffjord")
 class FFJORD(FlowLayer):
-    """Continuous flow dz/dt = f_θ(z, t[, context]) (an MLP of ``hidden_units``, tanh) solved to ``rtol``/``atol``;
-    exact trace up to ``exact_trace_max_dim`` dimensions, Hutchinson above (noise seeded by ``seed``)."""
+    """Continuous normalizing flow on ``tfb.FFJORD``.
+
+    Forward: y = z(1) for dz/dt = f_θ(z, t, context), z(0) = z, integrated by Dormand–Prince to
+    ``rtol``/``atol``; log|det ∂y/∂z| = ∫₀¹ Tr(∂f_θ/∂z) dt, the trace exact for dim ≤
+    ``exact_trace_max_dim`` and Hutchinson's estimate εᵀ(∂f_θ/∂z)ε, ε ~ N(0, I), above (then log_det is
+    stochastic, its noise stateless and seeded by (``seed``, draws so far)). Inverse: the ODE integrated
+    backwards from t = 1 to 0. Not XLA-compilable (``supports_jit = False``).
+
+    Shapes: z: (batch, dim) → y: (batch, dim), log_det: (batch,); context: (batch, context_dim).
+
+    Args:
+        hidden_units: widths of the hidden layers of f_θ, an :class:`~.conditioners.MLP` (tanh) of
+            (z, t, context).
+        rtol: relative tolerance of the ODE solver.
+        atol: absolute tolerance of the ODE solver.
+        exact_trace_max_dim: the largest dimension with the exact trace.
+        seed: seed of the Hutchinson noise stream.
+        **kwargs: ``keras.layers.Layer`` arguments.
+
+    References:
+        Grathwohl, Chen, Bettencourt, Sutskever & Duvenaud (2018), FFJORD: Free-form Continuous
+        Dynamics for Scalable Reversible Generative Models, arXiv:1810.01367.
+    """
 
     def __init__(self, hidden_units=(32, 32), rtol=1e-5, atol=1e-6, exact_trace_max_dim=16, seed=0, **kwargs):
         super().__init__(**kwargs)
@@ -31,8 +53,7 @@ class FFJORD(FlowLayer):
         self.exact_trace_max_dim, self.seed = int(exact_trace_max_dim), int(seed)
 
     def build_flow(self, dim, context_dim):
-        self.noise_draws = self.add_weight(shape=(), dtype="int64", initializer="zeros", trainable=False,
-                                           name="noise_draws")
+        self.noise_draws = draw_counter(self, "noise_draws")
         self.net = MLP(self.hidden_units, dim, activation="tanh")
         self.net.build((None, dim + 1 + (context_dim or 0)))
 
@@ -52,9 +73,8 @@ class FFJORD(FlowLayer):
                           trace_augmentation_fn=trace)
 
     def noise(self, shape, dtype, seed=None):
-        count = self.noise_draws.assign_add(1)
-        stateless_seed = tf.cast(tf.stack([tf.constant(self.seed, tf.int64), count]) % (2 ** 31 - 1), tf.int32)
-        return tf.random.stateless_normal(shape, stateless_seed, dtype=dtype)
+        """Hutchinson's ε ~ N(0, I) of one solve, seeded by (``seed``, draws so far)."""
+        return tf.random.stateless_normal(shape, next_seed(self.seed, self.noise_draws), dtype=dtype)
 
     def get_config(self):
         return {**super().get_config(), "hidden_units": self.hidden_units, "rtol": self.rtol, "atol": self.atol,

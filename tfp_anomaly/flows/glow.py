@@ -6,17 +6,29 @@ import numpy as np
 import tensorflow as tf
 import tensorflow_probability as tfp
 
-from .base import FlowLayer, per_event, register
+from .base import FLOWS, FlowLayer, FlowSequence
 from .coupling import RealNVP
 
 tfb = tfp.bijectors
 
 
-@register("actnorm")
+@FLOWS.register("actnorm")
 class ActNorm(FlowLayer):
-    """y = (x + b) · exp(s), log|det| = Σ s. Data-dependent initialisation: the first call with
-    ``training=True`` sets b = −mean and s = −log(std) of that batch, so the output starts
-    standardised per dimension."""
+    """Activation normalisation: an element-wise affine map with data-dependent initialisation.
+
+    Forward: y = (z + b) exp(s); log|det ∂y/∂z| = Σ s. Inverse: z = y exp(−s) − b. The first call with
+    ``training=True`` sets b = −mean and s = −½ log(var + 1e-6) of that batch (the 1e-6 keeps a
+    constant dimension finite), so the output starts standardised per dimension; a context is ignored.
+
+    Shapes: z: (batch, dim) → y: (batch, dim), log_det: (batch,); context: (batch, context_dim).
+
+    Args:
+        **kwargs: ``keras.layers.Layer`` arguments.
+
+    References:
+        Kingma & Dhariwal (2018), Glow: Generative Flow with Invertible 1x1 Convolutions,
+        arXiv:1807.03039.
+    """
 
     def build_flow(self, dim, context_dim):
         self.bias = self.add_weight(shape=(dim,), initializer="zeros", name="bias")
@@ -45,10 +57,24 @@ class ActNorm(FlowLayer):
         return super().call(z, context, training)
 
 
-@register("lu")
+@FLOWS.register("lu")
 class InvertibleLinearLU(FlowLayer):
-    """y = W x with W = P L U (P a fixed permutation, L unit lower-, U upper-triangular), initialised
-    from a random rotation; log|det| = Σ log|U_ii| (``tfb.ScaleMatvecLU``)."""
+    """Invertible linear map in LU form (Glow's "1×1 convolution" of a vector), ``tfb.ScaleMatvecLU``.
+
+    Forward: y = W z with W = P L U, P a fixed permutation, L unit lower- and U upper-triangular
+    (trainable, stored together in one matrix); log|det ∂y/∂z| = Σ_i log|U_ii|. Inverse: z = W⁻¹ y by
+    triangular solves. W starts as a random orthogonal matrix; a context is ignored.
+
+    Shapes: z: (batch, dim) → y: (batch, dim), log_det: (batch,); context: (batch, context_dim).
+
+    Args:
+        seed: seed of the initial W, the Q factor of a standard normal matrix.
+        **kwargs: ``keras.layers.Layer`` arguments.
+
+    References:
+        Kingma & Dhariwal (2018), Glow: Generative Flow with Invertible 1x1 Convolutions,
+        arXiv:1807.03039.
+    """
 
     def __init__(self, seed=0, **kwargs):
         super().__init__(**kwargs)
@@ -70,9 +96,26 @@ class InvertibleLinearLU(FlowLayer):
         return {**super().get_config(), "seed": self.seed}
 
 
-@register("glow")
-class GlowStep(FlowLayer):
-    """One Glow step: ActNorm → invertible linear (LU) → affine coupling."""
+@FLOWS.register("glow")
+class GlowStep(FlowSequence):
+    """One Glow step for vectors: :class:`ActNorm`, then :class:`InvertibleLinearLU`, then an affine
+    coupling (:class:`~.coupling.RealNVP`).
+
+    Forward: y = coupling(LU(actnorm(z))); log|det ∂y/∂z| is the sum of the three log-dets. Inverse: the
+    three inverses in reverse order. The context reaches the coupling's conditioner only.
+
+    Shapes: z: (batch, dim) → y: (batch, dim), log_det: (batch,); context: (batch, context_dim).
+
+    Args:
+        hidden_units: widths of the hidden layers of the coupling's conditioner.
+        parity: the coupling's parity (0 or 1); :class:`~.chain.FlowChain` alternates it.
+        seed: seed of the LU map's initial matrix.
+        **kwargs: ``keras.layers.Layer`` arguments.
+
+    References:
+        Kingma & Dhariwal (2018), Glow: Generative Flow with Invertible 1x1 Convolutions,
+        arXiv:1807.03039.
+    """
 
     def __init__(self, hidden_units=(64, 64), parity=0, seed=0, **kwargs):
         super().__init__(**kwargs)
@@ -81,20 +124,8 @@ class GlowStep(FlowLayer):
         self.mix = InvertibleLinearLU(seed=seed)
         self.coupling = RealNVP(hidden_units=hidden_units, parity=parity)
 
-    def build_flow(self, dim, context_dim):
-        context = None if context_dim is None else (None, context_dim)
-        for step in (self.actnorm, self.mix, self.coupling):
-            step.build((None, dim), context)
-
-    def call(self, z, context=None, training=None):
-        total = per_event(0.0, z)
-        for step in (self.actnorm, self.mix, self.coupling):
-            z, log_det = step(z, context=context, training=training)
-            total = total + log_det
-        return z, total
-
-    def bijector(self, context=None):
-        return tfb.Chain([self.coupling.bijector(context), self.mix.bijector(context), self.actnorm.bijector(context)])
+    def parts(self):
+        return [self.actnorm, self.mix, self.coupling]
 
     def get_config(self):
         return {**super().get_config(), "hidden_units": self.hidden_units, "parity": self.parity, "seed": self.seed}

@@ -5,7 +5,7 @@ import keras
 import tensorflow as tf
 import tensorflow_probability as tfp
 
-from .base import FlowLayer, register
+from .base import FLOWS, AmortizedFlowLayer
 
 tfb = tfp.bijectors
 
@@ -17,8 +17,21 @@ def reflect(v, z):
 
 
 class HouseholderBijector(tfb.Bijector):
-    """f(z) = H z, H = I − 2 v vᵀ/‖v‖²: an orthogonal reflection, volume preserving
-    (log|det| = 0) and its own inverse."""
+    """A Householder reflection for a given (possibly per-event) vector v.
+
+    Forward: f(z) = H z with H = I − 2 v vᵀ/‖v‖², an orthogonal reflection; log|det ∂f/∂z| = 0 (volume
+    preserving). Inverse: f itself (H² = I).
+
+    Shapes: the leading axes (...) of the parameters broadcast against ``z: (batch, d)``.
+
+    Args:
+        v: the normal of the reflecting hyperplane, shape (..., d), non-zero (‖v‖² is floored at 1e-12).
+        validate_args, name: as for every ``tfb.Bijector``.
+
+    References:
+        Tomczak & Welling (2016), Improving Variational Auto-Encoders using Householder Flow,
+        arXiv:1611.09630.
+    """
 
     def __init__(self, v, validate_args=False, name="householder"):
         parameters = dict(locals())
@@ -37,24 +50,33 @@ class HouseholderBijector(tfb.Bijector):
         return tf.zeros([], z.dtype)
 
 
-@register("householder")
-class Householder(FlowLayer):
-    """One Householder reflection; chain K of them (``"householder*4"``) for a general rotation.
-    Amortized (as in the paper's VAE posterior): v produced per event from the context."""
+@FLOWS.register("householder")
+class Householder(AmortizedFlowLayer):
+    """One Householder reflection; chain K of them (``"householder*4"``) for a product of K reflections
+    (every orthogonal d × d matrix is one, with K ≤ d).
 
-    def __init__(self, amortized=False, **kwargs):
-        super().__init__(**kwargs)
-        self.amortized = bool(amortized)
+    Forward: f(z) = (I − 2 v vᵀ/‖v‖²) z; log|det ∂f/∂z| = 0. Inverse: the same reflection.
 
-    def build_flow(self, dim, context_dim):
-        if self.amortized:
-            self.params = keras.layers.Dense(dim)
-            self.params.build((None, context_dim))
-        else:
-            self.v = self.add_weight(shape=(dim,), initializer=keras.initializers.RandomNormal(stddev=1.0), name="v")
+    Shapes: z: (batch, dim) → y: (batch, dim), log_det: (batch,); context: (batch, context_dim).
+
+    Args:
+        amortized: take v per event from the context through one linear layer (as in the paper's VAE
+            posterior); otherwise v is a weight and a context is ignored.
+        **kwargs: ``keras.layers.Layer`` arguments.
+
+    References:
+        Tomczak & Welling (2016), Improving Variational Auto-Encoders using Householder Flow,
+        arXiv:1611.09630.
+    """
+
+    def parameter_shapes(self, dim):
+        return {"v": (dim,)}
+
+    def weight_initializers(self):
+        return {"v": keras.initializers.RandomNormal(stddev=1.0)}
+
+    def context_initializer(self):
+        return "glorot_uniform"  # Keras' default, not the small initialiser of the other amortized flows
 
     def bijector(self, context=None):
-        return HouseholderBijector(self.params(context) if self.amortized else tf.convert_to_tensor(self.v))
-
-    def get_config(self):
-        return {**super().get_config(), "amortized": self.amortized}
+        return HouseholderBijector(self.raw_parameters(context)["v"])

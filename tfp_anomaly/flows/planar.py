@@ -5,7 +5,7 @@ import keras
 import tensorflow as tf
 import tensorflow_probability as tfp
 
-from .base import FlowLayer, register
+from .base import FLOWS, AmortizedFlowLayer
 
 tfb = tfp.bijectors
 
@@ -13,12 +13,24 @@ _BISECTION_STEPS = 60  # halves an interval of width 2|w.u| below float32 resolu
 
 
 class PlanarBijector(tfb.Bijector):
-    """f(z) = z + û tanh(wᵀz + b),   log|det ∂f/∂z| = log|1 + ûᵀ w (1 − tanh²(wᵀz + b))|.
+    """The planar transform for given (possibly per-event) parameters.
 
-    Parameters ``u_hat, w`` have shape (..., d) and ``b`` (...,), so each event may carry its own
-    (amortized) parameters. Invertible when wᵀû ≥ −1 (guaranteed by :class:`Planar`). The inverse has
-    no closed form: with α = wᵀz, wᵀy = α + (wᵀû) tanh(α + b) is monotone in α, solved by bisection
-    on [wᵀy − |wᵀû|, wᵀy + |wᵀû|]; then z = y − û tanh(α + b).
+    Forward: f(z) = z + û tanh(wᵀz + b); log|det ∂f/∂z| = log|1 + ûᵀw (1 − tanh²(wᵀz + b))|, floored at
+    log(1e-12) against float32 round-off. Invertible when wᵀû > −1 (guaranteed by :class:`Planar`).
+    Inverse: no closed form. With α = wᵀz, wᵀy = α + (wᵀû) tanh(α + b) is monotone in α; α is found by
+    bisection on [wᵀy − |wᵀû|, wᵀy + |wᵀû|], then z = y − û tanh(α + b).
+
+    Shapes: the leading axes (...) of the parameters broadcast against ``z: (batch, d)``, so each event
+    may carry its own (amortized) parameters.
+
+    Args:
+        u_hat: û, shape (..., d): already constrained.
+        w: shape (..., d).
+        b: shape (...,).
+        validate_args, name: as for every ``tfb.Bijector``.
+
+    References:
+        Rezende & Mohamed (2015), Variational Inference with Normalizing Flows, arXiv:1505.05770.
     """
 
     def __init__(self, u_hat, w, b, validate_args=False, name="planar"):
@@ -57,41 +69,45 @@ class PlanarBijector(tfb.Bijector):
 
 
 def constrain_u(u, w):
-    """û = u + (m(wᵀu) − wᵀu) w / ‖w‖², m(x) = −1 + softplus(x): guarantees wᵀû > −1 (appendix A.1)."""
+    """û = u + (m(wᵀu) − wᵀu) w/‖w‖² with m(x) = −1 + softplus(x), so wᵀû > −1 (appendix A.1)."""
     wu = tf.reduce_sum(w * u, axis=-1, keepdims=True)
     w_sq = tf.maximum(tf.reduce_sum(w * w, axis=-1, keepdims=True), 1e-12)  # avoids 0/0 when w = 0
     return u + ((-1.0 + tf.math.softplus(wu)) - wu) * w / w_sq
 
 
-@register("planar")
-class Planar(FlowLayer):
-    """Planar flow step; with ``amortized=True`` (u, w, b) are produced per event from the context
-    by a linear layer, as in VAE posteriors (Rezende & Mohamed 2015; van den Berg et al. 2018)."""
+@FLOWS.register("planar")
+class Planar(AmortizedFlowLayer):
+    """Planar flow step.
 
-    def __init__(self, amortized=False, **kwargs):
-        super().__init__(**kwargs)
-        self.amortized = bool(amortized)
+    Forward: f(z) = z + û tanh(wᵀz + b); log|det ∂f/∂z| = log|1 + ûᵀw (1 − tanh²(wᵀz + b))|. û is u
+    constrained by :func:`constrain_u` so that wᵀû > −1 and f is invertible (appendix A.1 of the paper).
+    Inverse: by bisection on the scalar wᵀz (see :class:`PlanarBijector`).
 
-    def build_flow(self, dim, context_dim):
-        if self.amortized:
-            self.params = keras.layers.Dense(2 * dim + 1, kernel_initializer=keras.initializers.RandomNormal(stddev=0.01))
-            self.params.build((None, context_dim))
-        else:
-            init = keras.initializers.RandomNormal(stddev=0.01)
-            self.u = self.add_weight(shape=(dim,), initializer=init, name="u")
-            self.w = self.add_weight(shape=(dim,), initializer=init, name="w")
-            self.b = self.add_weight(shape=(), initializer="zeros", name="b")
+    Shapes: z: (batch, dim) → y: (batch, dim), log_det: (batch,); context: (batch, context_dim).
+
+    Args:
+        amortized: take (u, w, b) per event from the context through one linear layer, as in VAE
+            posteriors (Rezende & Mohamed 2015; van den Berg et al. 2018); otherwise they are weights
+            and a context is ignored.
+        **kwargs: ``keras.layers.Layer`` arguments.
+
+    References:
+        Rezende & Mohamed (2015), Variational Inference with Normalizing Flows, arXiv:1505.05770.
+    """
+
+    def parameter_shapes(self, dim):
+        return {"u": (dim,), "w": (dim,), "b": ()}
+
+    def weight_initializers(self):
+        # u and w share one initialiser object, so they start equal; kept so that a seeded fresh layer
+        # initialises as in earlier releases
+        init = keras.initializers.RandomNormal(stddev=0.01)
+        return {"u": init, "w": init, "b": "zeros"}
 
     def parameters_for(self, context=None):
-        if self.amortized:
-            p = self.params(context)
-            u, w, b = p[:, :self.dim], p[:, self.dim:2 * self.dim], p[:, -1]
-        else:
-            u, w, b = tf.convert_to_tensor(self.u), tf.convert_to_tensor(self.w), tf.convert_to_tensor(self.b)
-        return constrain_u(u, w), w, b
+        """(û, w, b): shapes (dim,), (dim,), () for weights, with a leading batch axis amortized."""
+        raw = self.raw_parameters(context)
+        return constrain_u(raw["u"], raw["w"]), raw["w"], raw["b"]
 
     def bijector(self, context=None):
         return PlanarBijector(*self.parameters_for(context))
-
-    def get_config(self):
-        return {**super().get_config(), "amortized": self.amortized}

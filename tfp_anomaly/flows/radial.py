@@ -5,17 +5,29 @@ import keras
 import tensorflow as tf
 import tensorflow_probability as tfp
 
-from .base import FlowLayer, register
+from .base import FLOWS, AmortizedFlowLayer
 
 tfb = tfp.bijectors
 
 
 class RadialBijector(tfb.Bijector):
-    """f(z) = z + β h(α, r)(z − z₀), r = ‖z − z₀‖, h = 1/(α + r);
+    """The radial transform for given (possibly per-event) parameters.
 
-    log|det| = (d − 1) log(1 + βh) + log(1 + βh − βr/(α + r)²). Invertible for α > 0, β ≥ −α.
-    Closed-form inverse: r' = ‖y − z₀‖ = r (1 + β/(α + r)) gives r as the positive root of
-    r² + (α + β − r') r − α r' = 0, then z − z₀ = (y − z₀) r / r'.
+    Forward: f(z) = z + β h (z − z₀) with r = ‖z − z₀‖ and h = 1/(α + r);
+    log|det ∂f/∂z| = (d − 1) log(1 + βh) + log(1 + βh − βr/(α + r)²). Invertible for α > 0, β ≥ −α.
+    Inverse, in closed form: r' = ‖y − z₀‖ = r (1 + β/(α + r)), so r is the positive root of
+    r² + (α + β − r') r − α r' = 0, and z − z₀ = (y − z₀) r / r'.
+
+    Shapes: the leading axes (...) of the parameters broadcast against ``z: (batch, d)``.
+
+    Args:
+        z0: the centre z₀, shape (..., d).
+        alpha: α > 0, shape (...,).
+        beta: β ≥ −α, shape (...,).
+        validate_args, name: as for every ``tfb.Bijector``.
+
+    References:
+        Rezende & Mohamed (2015), Variational Inference with Normalizing Flows, arXiv:1505.05770.
     """
 
     def __init__(self, z0, alpha, beta, validate_args=False, name="radial"):
@@ -52,35 +64,37 @@ class RadialBijector(tfb.Bijector):
         return -self._forward_log_det_jacobian(self._inverse(y))
 
 
-@register("radial")
-class Radial(FlowLayer):
-    """Radial flow step: α = softplus(α̂) > 0, β = −α + softplus(β̂) > −α. Amortized: (z₀, α̂, β̂)
-    per event from the context."""
+@FLOWS.register("radial")
+class Radial(AmortizedFlowLayer):
+    """Radial flow step.
 
-    def __init__(self, amortized=False, **kwargs):
-        super().__init__(**kwargs)
-        self.amortized = bool(amortized)
+    Forward: f(z) = z + β h (z − z₀), r = ‖z − z₀‖, h = 1/(α + r);
+    log|det ∂f/∂z| = (d − 1) log(1 + βh) + log(1 + βh − βr/(α + r)²). Inverse in closed form (see
+    :class:`RadialBijector`). Constraints: α = softplus(α̂) > 0 and β = −α + softplus(β̂) > −α keep f
+    invertible.
 
-    def build_flow(self, dim, context_dim):
-        if self.amortized:
-            self.params = keras.layers.Dense(dim + 2, kernel_initializer=keras.initializers.RandomNormal(stddev=0.01))
-            self.params.build((None, context_dim))
-        else:
-            self.z0 = self.add_weight(shape=(dim,), initializer=keras.initializers.RandomNormal(stddev=0.1), name="z0")
-            self.alpha_raw = self.add_weight(shape=(), initializer="zeros", name="alpha_raw")
-            self.beta_raw = self.add_weight(shape=(), initializer="zeros", name="beta_raw")
+    Shapes: z: (batch, dim) → y: (batch, dim), log_det: (batch,); context: (batch, context_dim).
+
+    Args:
+        amortized: take (z₀, α̂, β̂) per event from the context through one linear layer; otherwise they
+            are weights and a context is ignored.
+        **kwargs: ``keras.layers.Layer`` arguments.
+
+    References:
+        Rezende & Mohamed (2015), Variational Inference with Normalizing Flows, arXiv:1505.05770.
+    """
+
+    def parameter_shapes(self, dim):
+        return {"z0": (dim,), "alpha_raw": (), "beta_raw": ()}
+
+    def weight_initializers(self):
+        return {"z0": keras.initializers.RandomNormal(stddev=0.1), "alpha_raw": "zeros", "beta_raw": "zeros"}
 
     def parameters_for(self, context=None):
-        if self.amortized:
-            p = self.params(context)
-            z0, a_raw, b_raw = p[:, :self.dim], p[:, self.dim], p[:, self.dim + 1]
-        else:
-            z0, a_raw, b_raw = (tf.convert_to_tensor(v) for v in (self.z0, self.alpha_raw, self.beta_raw))
-        alpha = tf.math.softplus(a_raw)
-        return z0, alpha, -alpha + tf.math.softplus(b_raw)
+        """(z₀, α, β), constrained: shapes (dim,), (), () for weights, with a leading batch axis amortized."""
+        raw = self.raw_parameters(context)
+        alpha = tf.math.softplus(raw["alpha_raw"])
+        return raw["z0"], alpha, -alpha + tf.math.softplus(raw["beta_raw"])
 
     def bijector(self, context=None):
         return RadialBijector(*self.parameters_for(context))
-
-    def get_config(self):
-        return {**super().get_config(), "amortized": self.amortized}

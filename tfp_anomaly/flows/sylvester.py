@@ -12,7 +12,7 @@ forward direction). Three ways to make Q:
 
 * ``sylvester_orthogonal``: Q from the (differentiable) QR decomposition of a free d × M matrix
   (the paper orthogonalises iteratively; QR is exact);
-* ``sylvester_householder``: Q = H_1 ⋯ H_K, a product of K Householder reflections (M = d);
+* ``sylvester_householder``: Q = H_K ⋯ H_1, a product of K Householder reflections (M = d);
 * ``sylvester_triangular``: Q = identity or the reversal permutation, alternating by ``parity`` (M = d).
 """
 from __future__ import annotations
@@ -22,14 +22,32 @@ import numpy as np
 import tensorflow as tf
 import tensorflow_probability as tfp
 
-from .base import FlowLayer, register
+from .base import FLOWS, AmortizedFlowLayer
 from .householder import reflect
 
 tfb = tfp.bijectors
 
 
 class SylvesterBijector(tfb.Bijector):
-    """The Sylvester transform for given (possibly per-event) Q, R, R̃, b; see the module docstring."""
+    """The Sylvester transform for given (possibly per-event) Q, R, R̃ and b.
+
+    Forward: f(z) = z + Q R tanh(R̃ Qᵀ z + b); log|det ∂f/∂z| = Σ_i log|1 + tanh′(a_i) R̃_ii R_ii| with
+    a = R̃ Qᵀ z + b (Sylvester's determinant identity, see the module docstring), each term floored at
+    log(1e-12) against float32 round-off. No inverse.
+
+    Shapes: the leading axes (...) of the parameters broadcast against ``z: (batch, d)``.
+
+    Args:
+        q: Q, shape (..., d, M), orthonormal columns.
+        r: R, shape (..., M, M), upper triangular.
+        r_tilde: R̃, shape (..., M, M), upper triangular; invertible when R̃_ii R_ii > −1.
+        b: shape (..., M).
+        validate_args, name: as for every ``tfb.Bijector``.
+
+    References:
+        van den Berg, Hasenclever, Tomczak & Welling (2018), Sylvester Normalizing Flows for Variational
+        Inference, arXiv:1803.05649.
+    """
 
     def __init__(self, q, r, r_tilde, b, validate_args=False, name="sylvester"):
         parameters = dict(locals())
@@ -63,14 +81,12 @@ def upper_triangular(full, diag_raw):
     return full * strict + tf.eye(m) * tf.tanh(diag_raw)[..., None, :]
 
 
-class _Sylvester(FlowLayer):
+class _Sylvester(AmortizedFlowLayer):
+    """Shared part of the Sylvester flows; subclasses say how many columns Q has (``m``), the shape of
+    its raw parameters (``q_shape``, None for a fixed Q) and how to make it (``make_q``)."""
+
     has_inverse = False
 
-    def __init__(self, amortized=False, **kwargs):
-        super().__init__(**kwargs)
-        self.amortized = bool(amortized)
-
-    # -- to specialise: the size M and the parameters of Q
     def m(self, dim):
         return dim
 
@@ -80,51 +96,50 @@ class _Sylvester(FlowLayer):
     def make_q(self, q_params):
         raise NotImplementedError
 
-    def _shapes(self, dim):
+    def parameter_shapes(self, dim):
         m = self.m(dim)
         shapes = {"r": (m, m), "r_tilde": (m, m), "r_diag": (m,), "r_tilde_diag": (m,), "b": (m,)}
         if self.q_shape(dim) is not None:
             shapes["q"] = self.q_shape(dim)
         return shapes
 
-    def build_flow(self, dim, context_dim):
-        self.shapes = self._shapes(dim)
-        if self.amortized:
-            total = sum(int(np.prod(s)) for s in self.shapes.values())
-            self.params = keras.layers.Dense(total, kernel_initializer=keras.initializers.RandomNormal(stddev=0.01))
-            self.params.build((None, context_dim))
-            return
-        self.raw = {}
-        for name, shape in self.shapes.items():
-            init = "orthogonal" if name == "q" else keras.initializers.RandomNormal(stddev=0.01)
-            self.raw[name] = self.add_weight(shape=shape, initializer=init, name=name)
+    def weight_initializers(self):
+        return {name: "orthogonal" if name == "q" else keras.initializers.RandomNormal(stddev=0.01)
+                for name in self.parameter_shapes(self.dim)}
 
     def parameters_for(self, context=None):
-        if self.amortized:
-            flat, start, raw = self.params(context), 0, {}
-            for name, shape in self.shapes.items():
-                size = int(np.prod(shape))
-                raw[name] = tf.reshape(flat[:, start:start + size], (-1, *shape))
-                start += size
-        else:
-            raw = {name: tf.convert_to_tensor(v) for name, v in self.raw.items()}
-        q = self.make_q(raw.get("q"))
-        return (q, upper_triangular(raw["r"], raw["r_diag"]), upper_triangular(raw["r_tilde"], raw["r_tilde_diag"]),
-                raw["b"])
+        """(Q, R, R̃, b) for :class:`SylvesterBijector`: R and R̃ upper triangular with tanh diagonals."""
+        raw = self.raw_parameters(context)
+        return (self.make_q(raw.get("q")), upper_triangular(raw["r"], raw["r_diag"]),
+                upper_triangular(raw["r_tilde"], raw["r_tilde_diag"]), raw["b"])
 
     def bijector(self, context=None):
         return SylvesterBijector(*self.parameters_for(context))
 
-    def get_config(self):
-        return {**super().get_config(), "amortized": self.amortized}
 
-
-@register("sylvester_orthogonal")
+@FLOWS.register("sylvester_orthogonal")
 class OrthogonalSylvester(_Sylvester):
-    """Orthogonal Sylvester flow; ``num_ortho`` = M ≤ d columns (default d)."""
+    """Orthogonal Sylvester flow: Q (d × M) is the Q factor of the QR decomposition of a free d × M matrix.
 
-    def __init__(self, num_ortho=None, amortized=False, **kwargs):
-        super().__init__(amortized=amortized, **kwargs)
+    Forward: f(z) = z + Q R tanh(R̃ Qᵀ z + b); log|det ∂f/∂z| = Σ_i log|1 + tanh′(a_i) R̃_ii R_ii|,
+    a = R̃ Qᵀ z + b. R, R̃ are upper triangular with diagonals tanh(·), so |R̃_ii R_ii| < 1 and f is
+    invertible, but no inverse is implemented.
+
+    Shapes: z: (batch, dim) → y: (batch, dim), log_det: (batch,); context: (batch, context_dim).
+
+    Args:
+        num_ortho: M, the number of columns of Q (≤ d; default and above: d).
+        amortized: take every raw parameter (R, R̃, their diagonals, b and Q's) per event from the context
+            through one linear layer; otherwise they are weights and a context is ignored.
+        **kwargs: ``keras.layers.Layer`` arguments.
+
+    References:
+        van den Berg, Hasenclever, Tomczak & Welling (2018), Sylvester Normalizing Flows for Variational
+        Inference, arXiv:1803.05649.
+    """
+
+    def __init__(self, num_ortho=None, **kwargs):
+        super().__init__(**kwargs)
         self.num_ortho = num_ortho
 
     def m(self, dim):
@@ -140,12 +155,28 @@ class OrthogonalSylvester(_Sylvester):
         return {**super().get_config(), "num_ortho": self.num_ortho}
 
 
-@register("sylvester_householder")
+@FLOWS.register("sylvester_householder")
 class HouseholderSylvester(_Sylvester):
-    """Householder Sylvester flow: Q = H_1 ⋯ H_K from ``num_householder`` = K reflections."""
+    """Householder Sylvester flow: Q = H_K ⋯ H_1 (d × d), the product of K Householder reflections
+    H_k = I − 2 v_k v_kᵀ/‖v_k‖².
 
-    def __init__(self, num_householder=4, amortized=False, **kwargs):
-        super().__init__(amortized=amortized, **kwargs)
+    Forward: f(z) = z + Q R tanh(R̃ Qᵀ z + b); log|det ∂f/∂z| = Σ_i log|1 + tanh′(a_i) R̃_ii R_ii|,
+    a = R̃ Qᵀ z + b, as for :class:`OrthogonalSylvester` (M = d). No inverse is implemented.
+
+    Shapes: z: (batch, dim) → y: (batch, dim), log_det: (batch,); context: (batch, context_dim).
+
+    Args:
+        num_householder: K, the number of reflections; their vectors v_k start as fixed random
+            directions (seed 0) when they are weights.
+        amortized, **kwargs: as for :class:`OrthogonalSylvester`.
+
+    References:
+        van den Berg, Hasenclever, Tomczak & Welling (2018), Sylvester Normalizing Flows for Variational
+        Inference, arXiv:1803.05649.
+    """
+
+    def __init__(self, num_householder=4, **kwargs):
+        super().__init__(**kwargs)
         self.num_householder = int(num_householder)
 
     def q_shape(self, dim):
@@ -169,13 +200,27 @@ class HouseholderSylvester(_Sylvester):
         return {**super().get_config(), "num_householder": self.num_householder}
 
 
-@register("sylvester_triangular")
+@FLOWS.register("sylvester_triangular")
 class TriangularSylvester(_Sylvester):
-    """Triangular Sylvester flow: Q is the identity (``parity`` 0) or the reversal permutation (1),
-    so that consecutive steps alternate between upper- and lower-triangular maps."""
+    """Triangular Sylvester flow: Q is the identity (``parity`` 0) or the reversal permutation (1), so
+    that consecutive steps alternate between upper- and lower-triangular maps.
 
-    def __init__(self, parity=0, amortized=False, **kwargs):
-        super().__init__(amortized=amortized, **kwargs)
+    Forward: f(z) = z + Q R tanh(R̃ Qᵀ z + b); log|det ∂f/∂z| = Σ_i log|1 + tanh′(a_i) R̃_ii R_ii|,
+    a = R̃ Qᵀ z + b, as for :class:`OrthogonalSylvester` (M = d). No inverse is implemented.
+
+    Shapes: z: (batch, dim) → y: (batch, dim), log_det: (batch,); context: (batch, context_dim).
+
+    Args:
+        parity: 0 for Q = I, 1 for the reversal; :class:`~.chain.FlowChain` alternates it.
+        amortized, **kwargs: as for :class:`OrthogonalSylvester`.
+
+    References:
+        van den Berg, Hasenclever, Tomczak & Welling (2018), Sylvester Normalizing Flows for Variational
+        Inference, arXiv:1803.05649.
+    """
+
+    def __init__(self, parity=0, **kwargs):
+        super().__init__(**kwargs)
         self.parity = int(parity)
 
     def make_q(self, _):

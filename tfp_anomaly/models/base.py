@@ -1,28 +1,77 @@
 """The shared body of the autoencoders: preprocessing, encoder/decoder, reconstruction loss, metrics.
 
 Inputs are a dict ``{"x": (batch, slots, features), "mask": (batch, slots)}`` (what
-:func:`tfp_anomaly.data.make_dataset` yields) or a bare ``x``. The model owns the fitted scaler
-(:class:`ScalerLayer`), so it is fed raw features and a saved model carries its preprocessing.
-``call`` returns a dict of tensors (reconstruction, latent quantities); ``compute_loss`` turns it into
-the training objective and updates one metric per loss term.
+:func:`tfp_anomaly.data.make_dataset` yields) or a bare ``x`` (:mod:`tfp_anomaly.data.arrays`). The
+model owns the fitted scaler (:class:`ScalerLayer`), so it is fed raw features and a saved model
+carries its preprocessing. ``call`` returns a dict of tensors (reconstruction, latent quantities);
+``objective`` turns it into the training loss and its terms, ``compute_loss`` reports one metric per
+term. Every model has the same two inference entry points: :meth:`Autoencoder.encode` (an
+:class:`Encoding`) and :meth:`Autoencoder.score_terms` (per-event quantities for
+:mod:`tfp_anomaly.scoring`), compiled once per model by :meth:`ScoreTerms.compiled_score_terms`.
 """
 from __future__ import annotations
+
+from typing import NamedTuple
 
 import keras
 import tensorflow as tf
 
 from .. import losses
-from .networks import build_networks, network_entry
+from ..data.arrays import split_mask
+from ..seeds import draw_counter, next_seed
+from .networks import build_networks, legacy_network, network_entry
 from .preprocessing import ScalerLayer
 
 
-def split_inputs(inputs):
-    if isinstance(inputs, dict):
-        return inputs["x"], inputs.get("mask")
-    return inputs, None
+class Encoding(NamedTuple):
+    """What :meth:`Autoencoder.encode` gives for a batch, the same fields for every model.
+
+    Args:
+        hidden: (batch, hidden) the encoder network's output h (the context of amortized flows).
+        loc: (batch, latent_dim) the encoding e(x): the posterior mean μ of a VAE, z of a SWAE.
+        log_var: (batch, latent_dim) log σ² of a VAE's Gaussian posterior q(z_0|x); None for a
+            deterministic encoder (SWAE).
+    """
+
+    hidden: tf.Tensor
+    loc: tf.Tensor
+    log_var: tf.Tensor | None = None
 
 
-class Autoencoder(keras.Model):
+class ScoreTerms:
+    """Mixin of every model :mod:`tfp_anomaly.scoring` scores: ``score_terms(inputs, seed)`` compiled
+    with ``tf.function`` once per model object and kept by the model (one trace per input structure)."""
+
+    def compiled_score_terms(self):
+        """``tf.function(self.score_terms)``, created on first use."""
+        fn = self.__dict__.get("_compiled_score_terms")
+        if fn is None:
+            fn = tf.function(self.score_terms, reduce_retracing=True)
+            # set through __dict__: Keras tracks attributes set on a model, a tf.function is no state of it
+            self.__dict__["_compiled_score_terms"] = fn
+        return fn
+
+
+class Autoencoder(ScoreTerms, keras.Model):
+    """Base of the autoencoders: x → scaler → encoder network → latent head(s) → decoder network → x̂.
+
+    A subclass adds its latent heads (``build_heads``), its :meth:`encode`, its ``call`` and its
+    training :meth:`objective`; this class owns the scaler, the networks, the reconstruction loss
+    (:mod:`tfp_anomaly.losses`), the seeded random stream and the metrics.
+
+    Args:
+        input_shape: shape of one event: ``(slots, features)`` for an object grid, ``(features,)`` for
+            a feature vector.
+        latent_dim: dimension d of the latent space.
+        network: ``{"type": <a name of tfp_anomaly.models.NETWORKS>, **options}`` (default a dense MLP).
+        reconstruction: the reconstruction loss, a name of :data:`tfp_anomaly.losses.RECONSTRUCTIONS`
+            or ``{"name": ..., **options}``.
+        scaler: the fitted scaler's config (:class:`ScalerLayer`), applied inside the model; None for
+            input that is already scaled.
+        seed: seed of the model's stateless random stream (posterior samples, prior samples, SW
+            directions): a saved or checkpointed model resumes it.
+    """
+
     #: names of the per-event loss terms, reported as metrics
     terms: tuple = ()
 
@@ -42,13 +91,12 @@ class Autoencoder(keras.Model):
                                                     self.reconstruction.params_per_feature)
         # the random stream (posterior samples, SW directions, prior samples) is stateless, seeded by
         # (seed, draws so far) with the counter a model weight: a saved or checkpointed model resumes it
-        self.draws = self.add_weight(shape=(), dtype="int64", initializer="zeros", trainable=False, name="draws")
+        self.draws = draw_counter(self, "draws")
         self.trackers = {name: keras.metrics.Mean(name=name) for name in self.terms}
 
     def next_seed(self) -> tf.Tensor:
         """A fresh stateless seed (shape (2,), int32) for every random draw."""
-        count = self.draws.assign_add(1)
-        return tf.cast(tf.stack([tf.constant(self.seed, tf.int64), count]) % (2 ** 31 - 1), tf.int32)
+        return next_seed(self.seed, self.draws)
 
     @property
     def metrics(self):
@@ -57,7 +105,7 @@ class Autoencoder(keras.Model):
     def scaled(self, inputs):
         """(scaled x, slot mask). A bare object matrix gets the mask of its rows that are not all
         zero (the grid pads with zero rows; a real object has E, pT > 0)."""
-        x, mask = split_inputs(inputs)
+        x, mask = split_mask(inputs)
         x = tf.convert_to_tensor(x, tf.float32)
         if mask is None and len(self.event_shape) == 2:
             mask = tf.reduce_any(tf.not_equal(x, 0.0), axis=-1)
@@ -78,6 +126,10 @@ class Autoencoder(keras.Model):
         self.built = True
 
     def build_heads(self):
+        raise NotImplementedError
+
+    def encode(self, inputs, training=None) -> Encoding:
+        """The :class:`Encoding` of a batch: hidden vector h, encoding e(x) and (VAE) log σ²."""
         raise NotImplementedError
 
     def reconstruction_loss(self, inputs, out):
@@ -113,6 +165,11 @@ class Autoencoder(keras.Model):
     def report(self, values: dict):
         for name, value in values.items():
             self.trackers[name].update_state(value)
+
+    @classmethod
+    def from_config(cls, config):
+        # a model saved before network options were checked may hold options its builders ignored
+        return cls(**{**config, "network": legacy_network(config.get("network"))})
 
     def get_config(self):
         return {**super().get_config(), "input_shape": list(self.event_shape), "latent_dim": self.latent_dim,

@@ -20,6 +20,9 @@ from __future__ import annotations
 import keras
 import tensorflow as tf
 
+from .base import Encoding, ScoreTerms
+from .networks import legacy_network
+
 
 def model_type_name(cls) -> str:
     """The ``model.type`` name of a registered model class."""
@@ -39,21 +42,35 @@ def make_model(cls, input_shape, scaler=None, seed=0, ensemble=1, **options):
 
 
 @keras.saving.register_keras_serializable(package="tfp_anomaly.models")
-class Ensemble(keras.Model):
-    """``size`` members of model type ``member_type`` (a name of :data:`tfp_anomaly.models.MODELS`) with
-    the same ``options``; member k draws with seed ``seed + k`` (module docstring). Attributes the report reads (``latent_dim``,
-    ``prior_name``, ``flow_spec``, ``reconstruction``) are the first member's."""
+class Ensemble(ScoreTerms, keras.Model):
+    """K members of one model type with the same options, trained side by side on Σ_k L_k.
+
+    Member k's weights are initialised from the Keras random stream seeded with ``seed`` (one after
+    the other), its own random draws use seed ``seed + k`` (module docstring). Attributes the report
+    reads (``latent_dim``, ``prior_name``, ``flow_spec``, ``reconstruction``) are the first member's.
+
+    Args:
+        input_shape: shape of one event, as :class:`tfp_anomaly.models.Autoencoder`.
+        member_type: a name of :data:`tfp_anomaly.models.MODELS` (``vae``, ``swae``).
+        size: K, the number of members.
+        options: the members' keyword arguments (a ``model`` section without ``type``).
+        scaler: the fitted scaler's config, shared by every member.
+        seed: seed of member 0; member k uses ``seed + k``.
+        stage: the flow-training stage every member resumes in (set by training, saved).
+
+    References:
+        Lakshminarayanan, Pritzel & Blundell, "Simple and Scalable Predictive Uncertainty Estimation
+        using Deep Ensembles", arXiv:1612.01474 (2017).
+    """
 
     def __init__(self, input_shape, member_type, size, options=None, scaler=None, seed=0, stage=None, **kwargs):
         super().__init__(**kwargs)
         from . import MODELS
 
-        if member_type not in MODELS:
-            raise KeyError(f"unknown ensemble member type {member_type!r}; available: {', '.join(MODELS)}")
+        cls = MODELS.lookup(member_type, "ensemble member type")
         self.event_shape, self.member_type = tuple(int(s) for s in input_shape), member_type
         self.ensemble_size, self.options, self.seed = int(size), dict(options or {}), int(seed)
         self.scaler_config = scaler
-        cls = MODELS[member_type]
         staged = {} if stage is None else {"stage": stage}  # a checkpoint resumes in its flow-training stage
         self.members = [cls(self.event_shape, scaler=scaler, seed=self.seed + k, name=f"member_{k}", **self.options,
                             **staged) for k in range(self.ensemble_size)]
@@ -87,6 +104,11 @@ class Ensemble(keras.Model):
     def call(self, inputs, training=None):
         return [member(inputs, training=training) for member in self.members]
 
+    def encode(self, inputs, training=None) -> Encoding:
+        """The members' :class:`Encoding` fields stacked on axis 1: ``loc`` is (N, K, latent_dim)."""
+        encodings = [member.encode(inputs, training=training) for member in self.members]
+        return Encoding(*(None if fields[0] is None else tf.stack(fields, axis=1) for fields in zip(*encodings)))
+
     def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
         step = self.optimizer.iterations if getattr(self, "optimizer", None) is not None else None
         total, reported = 0.0, {}
@@ -106,6 +128,14 @@ class Ensemble(keras.Model):
                       for k, member in enumerate(self.members)]
         return {key: tf.stack([terms[key] for terms in per_member], axis=1)
                 for key in per_member[0] if all(key in terms for terms in per_member)}
+
+    @classmethod
+    def from_config(cls, config):
+        # a model saved before network options were checked may hold options its builders ignored
+        options = dict(config.get("options") or {})
+        if "network" in options:
+            options["network"] = legacy_network(options["network"])
+        return cls(**{**config, "options": options})
 
     def get_config(self):
         return {**super().get_config(), "input_shape": list(self.event_shape), "member_type": self.member_type,

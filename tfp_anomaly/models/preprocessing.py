@@ -59,6 +59,31 @@ TRANSFORMS = {"quantile": _gauss_rank}
 
 @keras.saving.register_keras_serializable(package="tfp_anomaly.models")
 class ScalerLayer(keras.layers.Layer):
+    r"""A fitted :class:`tfp_anomaly.data.preprocessing.Scaler` as the first layer of a model, so that a
+    saved model takes raw features and carries its preprocessing.
+
+    With f = log1p(max(x, 0)) on the log columns and the identity elsewhere,
+
+        affine scalers (standard, robust, min-max, identity):  x' = (f(x) − c) / s,
+        the quantile scaler:  x' = Φ⁻¹(F̂(f(x))), F̂ the background's CDF interpolated between its
+            quantiles, clamped to ±Φ⁻¹(1 − p) inside the training range and growing as
+            ±[Φ⁻¹(1 − p) + log(1 + d/s)] at a distance d beyond it (p =
+            ``QuantileScaler.TAIL_PROBABILITY``; as ``QuantileScaler.transform``),
+
+    and x' = 0 on padded slots when a slot mask is given: the transform of the scaler, in TensorFlow.
+
+    Args:
+        scaler_config: ``Scaler.get_config()`` of a scaler fitted on the training background
+            (``name``, ``center`` c and ``scale`` s of shape (F,) or, per slot, (slots, F),
+            ``log_columns``; the quantile scaler's ``quantiles`` (K, F) and ``bounds``); stored in
+            this layer's config.
+        **kwargs: ``keras.layers.Layer`` arguments.
+
+    Shapes:
+        x: (batch, slots, F) or (batch, F), raw features; slot_mask: (batch, slots) or None;
+        output: the shape of x.
+    """
+
     def __init__(self, scaler_config: dict, **kwargs):
         super().__init__(**kwargs)
         if scaler_config.get("center") is None:

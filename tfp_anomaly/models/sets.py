@@ -25,7 +25,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from .networks import dense_decoder, register
+from .networks import NETWORKS, Network, dense_decoder
 
 #: the distance given to pairs that must not be neighbours (self, padded slots); finite, so that
 #: top-k and its gradients never meet inf − inf
@@ -39,7 +39,21 @@ def slot_types(blocks) -> np.ndarray:
 
 @keras.saving.register_keras_serializable(package="tfp_anomaly.models")
 class ObjectTypes(keras.layers.Layer):
-    """Appends the one-hot type of each slot to its features: (batch, slots, F) → (batch, slots, F + T)."""
+    r"""Appends the one-hot type of each slot to its features:
+
+        x'_s = x_s ⊕ e_{t(s)},  t(s) = the index of the type block holding slot s (:func:`slot_types`),
+
+    e_t the t-th unit vector of ℝ^T, T = len(blocks). The type is fixed by the slot, the same for every
+    event; it lets a permutation-invariant encoder tell a jet from a muon.
+
+    Args:
+        blocks: the rows per type block of the object grid (``ObjectGrid.block_sizes``), summing to
+            the number of slots S.
+        **kwargs: ``keras.layers.Layer`` arguments.
+
+    Shapes:
+        x: (batch, S, F); output: (batch, S, F + T).
+    """
 
     def __init__(self, blocks, **kwargs):
         super().__init__(**kwargs)
@@ -60,9 +74,25 @@ class ObjectTypes(keras.layers.Layer):
 
 @keras.saving.register_keras_serializable(package="tfp_anomaly.models")
 class MaskedPooling(keras.layers.Layer):
-    """Pooling over the real slots: (batch, slots, F), mask (batch, slots) → (batch, F).
-    ``sum`` and ``mean`` weight the padded slots by zero; ``max`` ignores them (an event with no real
-    slot pools to zeros)."""
+    r"""A permutation-invariant pooling over the real slots, the sum-decomposition of Deep Sets. With
+    the slot mask m_s ∈ {0, 1},
+
+        sum:   p = Σ_s m_s h_s,
+        mean:  p = Σ_s m_s h_s / max(1, Σ_s m_s),
+        max:   p_f = max_{s: m_s = 1} h_sf,
+
+    so padded slots never count; an event with no real slot pools to zeros in every mode.
+
+    Args:
+        mode: ``"sum"``, ``"mean"`` or ``"max"``.
+        **kwargs: ``keras.layers.Layer`` arguments.
+
+    Shapes:
+        h: (batch, slots, F); slot_mask: (batch, slots), bool or 0/1; output: (batch, F).
+
+    References:
+        Zaheer, Kottur, Ravanbakhsh, Póczos, Salakhutdinov & Smola 2017, "Deep Sets", arXiv:1703.06114.
+    """
 
     def __init__(self, mode="sum", **kwargs):
         super().__init__(**kwargs)
@@ -89,12 +119,33 @@ class MaskedPooling(keras.layers.Layer):
 
 @keras.saving.register_keras_serializable(package="tfp_anomaly.models")
 class EdgeConv(keras.layers.Layer):
-    """One edge convolution on the k-nearest-neighbour graph of the real objects.
+    r"""One edge convolution on the k-nearest-neighbour graph of the real objects:
 
-    Neighbours of i: the k real objects j ≠ i closest to h_i in Euclidean distance (fewer when the
-    event has fewer); e_ij = MLP([h_i, h_j − h_i]); h_i' = (1/|N(i)|) Σ_{j∈N(i)} e_ij, and 0 on padded
-    slots. The neighbour set depends on the objects, not on their slot order, so the layer is
-    permutation-equivariant (up to exact ties in distance).
+        N(i) = the k real objects j ≠ i closest to h_i in Euclidean distance (fewer when the event has
+               fewer; k is capped at slots − 1),
+        e_ij = MLP([h_i, h_j − h_i]),
+        h_i' = (1/|N(i)|) Σ_{j∈N(i)} e_ij  on real slots,  h_i' = 0 on padded ones (and for an object
+               with no real neighbour).
+
+    The MLP is a stack of Dense layers of widths ``units``, each followed by ``activation``, shared by
+    all edges. The graph is recomputed from the layer's input (a dynamic graph). The neighbour set
+    depends on the objects, not on their slot order, so the layer is permutation-equivariant (up to
+    exact ties in distance).
+
+    Args:
+        units: the widths of the edge MLP; the output has units[-1] features.
+        k: the number of neighbours.
+        activation: the activation of every MLP layer.
+        **kwargs: ``keras.layers.Layer`` arguments.
+
+    Shapes:
+        h: (batch, slots, F) with a known number of slots; slot_mask: (batch, slots), bool or 0/1;
+        output: (batch, slots, units[-1]).
+
+    References:
+        Wang, Sun, Liu, Sarma, Bronstein & Solomon 2019, "Dynamic Graph CNN for Learning on Point
+        Clouds", arXiv:1801.07829; Qu & Gouskos 2020, "ParticleNet: Jet Tagging via Particle Clouds",
+        arXiv:1902.08570.
     """
 
     def __init__(self, units=(32, 32), k=8, activation="relu", **kwargs):
@@ -157,8 +208,10 @@ def _dense_stack(h, units, activation):
 
 
 def deepsets_encoder(input_shape, blocks=None, phi_units=(64, 64), rho_units=(64,), pooling="sum",
-                     activation="relu", **_):
-    """Deep Sets: h = ρ(pool_i φ(x_i ⊕ type_i)); a functional model of ``[x, mask]``."""
+                     activation="relu"):
+    """Deep Sets: h = ρ(pool_i φ(x_i ⊕ type_i)), φ a Dense stack of widths ``phi_units`` applied to every
+    object, ρ one of widths ``rho_units``, pool a :class:`MaskedPooling` (``pooling``); a functional model
+    of ``[x (batch, slots, F), mask (batch, slots)]`` → (batch, rho_units[-1])."""
     _needs_objects("deepsets", input_shape, blocks)
     x, mask, objects = _object_inputs(input_shape, blocks)
     per_object = _dense_stack(objects, phi_units, activation)  # Dense acts on the last axis: φ per object
@@ -167,8 +220,10 @@ def deepsets_encoder(input_shape, blocks=None, phi_units=(64, 64), rho_units=(64
 
 
 def graph_encoder(input_shape, blocks=None, edge_units=((32, 32), (32, 32)), k=8, pooling="mean", hidden=64,
-                  activation="relu", **_):
-    """EdgeConv blocks on the dynamic k-NN graph of the real objects, masked pooling, Dense ``hidden``."""
+                  activation="relu"):
+    """An :class:`EdgeConv` per entry of ``edge_units`` (its MLP widths) on the dynamic k-NN graph of the
+    real objects, a :class:`MaskedPooling` (``pooling``), Dense ``hidden``; a functional model of
+    ``[x (batch, slots, F), mask (batch, slots)]`` → (batch, hidden)."""
     _needs_objects("graph", input_shape, blocks)
     x, mask, h = _object_inputs(input_shape, blocks)
     for n, units in enumerate(edge_units):
@@ -177,11 +232,11 @@ def graph_encoder(input_shape, blocks=None, edge_units=((32, 32), (32, 32)), k=8
     return keras.Model([x, mask], h, name="encoder")
 
 
-def set_decoder(input_shape, latent_dim, params_per_feature=1, decoder_units=(64, 128), activation="relu", **_):
+def set_decoder(input_shape, latent_dim, params_per_feature=1, decoder_units=(64, 128), activation="relu"):
     """The dense decoder onto the object matrix (``decoder_units``: its hidden widths, narrow to wide)."""
     return dense_decoder(input_shape, latent_dim, params_per_feature, hidden_units=list(decoder_units)[::-1],
                          activation=activation)
 
 
-register("deepsets", needs_blocks=True)((deepsets_encoder, set_decoder))
-register("graph", needs_blocks=True)((graph_encoder, set_decoder))
+NETWORKS.register("deepsets", Network(deepsets_encoder, set_decoder, needs_blocks=True))
+NETWORKS.register("graph", Network(graph_encoder, set_decoder, needs_blocks=True))

@@ -11,11 +11,36 @@ import keras
 import tensorflow as tf
 
 from .. import losses, priors
-from .base import Autoencoder
+from .base import Autoencoder, Encoding
 
 
 @keras.saving.register_keras_serializable(package="tfp_anomaly.models")
 class SWAE(Autoencoder):
+    """Sliced-Wasserstein autoencoder: a deterministic encoder z = e(x) pushed toward a prior p(z).
+
+    Loss per batch B (Kolouri et al. 2018, eq. 13):
+
+        L = mean_{x∈B} ℓ(x, d(e(x))) + λ · SW_p^p({e(x)}_B, {z'_j ~ p}),
+        SW_p^p(A, C) = (1/L) Σ_l (1/|B|) Σ_i |sort(θ_lᵀA)_i − sort(θ_lᵀC)_i|^p,
+
+    with ℓ the reconstruction loss and θ_1..θ_L unit directions drawn uniformly on the sphere afresh
+    every step (stateless, from the model's seeded stream). Any prior one can *sample* works.
+
+    Args:
+        input_shape, latent_dim, network, reconstruction, scaler, seed: as :class:`Autoencoder`.
+        prior: a name of :data:`tfp_anomaly.priors.PRIORS` (``gaussian``, ``uniform``, ``ring``,
+            ``sphere``, ``mixture``, …) or a ``tfd.Distribution`` with event shape (latent_dim,)
+            (such a model cannot be saved).
+        prior_kwargs: keyword arguments of the named prior.
+        lam: λ, the weight of the sliced-Wasserstein term.
+        num_projections: L, the number of random directions per step.
+        p: the order p of the sliced distance.
+
+    References:
+        Kolouri, Pope, Martin & Rohde, "Sliced-Wasserstein Autoencoder: An Embarrassingly Simple
+        Generative Model", arXiv:1804.01947 (2018).
+    """
+
     terms = ("reconstruction", "sliced_wasserstein")
 
     def __init__(self, input_shape, prior="gaussian", prior_kwargs=None, lam=1.0, num_projections=50, p=2.0,
@@ -34,11 +59,13 @@ class SWAE(Autoencoder):
         """The layer giving the encoding z from the encoder's hidden vector."""
         return self.z_head
 
-    def encode(self, inputs, training=None):
-        return self.z_head(self.hidden(*self.scaled(inputs), training=training))
+    def encode(self, inputs, training=None) -> Encoding:
+        """``Encoding(h, z)``: the encoder's hidden vector and the deterministic encoding z = e(x)."""
+        h = self.hidden(*self.scaled(inputs), training=training)
+        return Encoding(h, self.z_head(h))
 
     def call(self, inputs, training=None):
-        z = self.encode(inputs, training=training)
+        z = self.encode(inputs, training=training).loc
         out = self.decoder(z, training=training)
         return {"out": out, "reconstruction": self.reconstruction.point(out), "z": z}
 
@@ -46,7 +73,7 @@ class SWAE(Autoencoder):
         """Per-event quantities for :mod:`tfp_anomaly.scoring` (deterministic): the reconstruction
         terms, ``encoding`` = ``latent`` = z and, when the prior has an informative density
         (:func:`tfp_anomaly.priors.has_informative_density`), ``log_prior`` = log p(z)."""
-        z = self.encode(inputs, training=False)
+        z = self.encode(inputs, training=False).loc
         terms = {**self.reconstruction_terms(inputs, self.decoder(z, training=False)), "encoding": z, "latent": z}
         if isinstance(self.prior_name, str) and priors.has_informative_density(self.prior_name):
             terms["log_prior"] = self.prior.log_prob(z)

@@ -12,15 +12,14 @@
 """
 from __future__ import annotations
 
-import json
 import math
-from pathlib import Path
 
 import keras
 import numpy as np
 import tensorflow as tf
 
-from ..atomic import atomic_path
+from ..data import arrays as model_input
+from ..rundir import RunDirectory
 from . import strategies
 
 
@@ -34,14 +33,10 @@ def _as_tensors(arrays):
     return tf.convert_to_tensor(arrays)
 
 
-def _length(arrays):
-    return len(next(iter(arrays.values()))) if isinstance(arrays, dict) else len(arrays)
-
-
 def epoch_dataset(arrays, batch_size: int, seed: int, epochs: int, initial_epoch: int = 0, shuffle=True):
     """(dataset over epochs [initial_epoch, epochs), steps per epoch). Drops no events: the last batch
     of an epoch may be smaller."""
-    n = _length(arrays)
+    n = model_input.n_events(arrays)
     steps = math.ceil(n / batch_size)
     tensors = _as_tensors(arrays)
 
@@ -82,45 +77,31 @@ class StopOnNonFinite(keras.callbacks.Callback):
 
 class EpochCheckpoint(keras.callbacks.Callback):
     """After every epoch: the whole model to ``RUN/last.keras`` and the next epoch to ``RUN/state.json``;
-    when ``monitor`` (default ``val_loss``) improves, also ``RUN/best.keras``. Every file is written to
-    a temporary name and renamed, so an interruption never leaves a half-written checkpoint. The best
-    value so far is part of the state, so a resumed run keeps comparing against it."""
+    when ``monitor`` (default ``val_loss``) improves, also ``RUN/best.keras`` (a
+    :class:`tfp_anomaly.rundir.RunDirectory`, which writes every file atomically, so an interruption
+    never leaves a half-written checkpoint). The best value so far is part of the state, so a resumed
+    run keeps comparing against it."""
 
     def __init__(self, run_dir, monitor="val_loss", best=None):
         super().__init__()
-        self.run_dir, self.monitor = Path(run_dir), monitor
+        self.run, self.monitor = RunDirectory(run_dir), monitor
         self.best = math.inf if best is None else float(best)
 
-    def _save(self, name):
-        partial = self.run_dir / f".{name}.partial.keras"  # model.save insists on a .keras name
-        self.model.save(partial)
-        partial.replace(self.run_dir / f"{name}.keras")
-
     def on_epoch_end(self, epoch, logs=None):
-        self.run_dir.mkdir(parents=True, exist_ok=True)
         value = (logs or {}).get(self.monitor)
         if value is not None and np.isfinite(value) and value < self.best:
             self.best = float(value)
-            self._save("best")
-        self._save("last")
-        with atomic_path(self.run_dir / "state.json") as tmp:
-            tmp.write_text(json.dumps({"epoch": epoch + 1, "best": None if math.isinf(self.best) else self.best,
-                                       "monitor": self.monitor}))
-
-
-def read_state(run_dir) -> dict:
-    """The run directory's ``state.json`` (last epoch done, best validation loss), ``{}`` before the first epoch."""
-    path = Path(run_dir) / "state.json"
-    return json.loads(path.read_text()) if path.exists() else {}
+            self.run.save_model(self.model, RunDirectory.BEST)
+        self.run.save_model(self.model, RunDirectory.LAST)
+        self.run.write_state(epoch + 1, None if math.isinf(self.best) else self.best, self.monitor)
 
 
 def resume_point(run_dir) -> tuple[keras.Model | None, int]:
     """(checkpointed model, next epoch) of ``run_dir``, or (None, 0) if there is none."""
-    run_dir = Path(run_dir)
-    state = read_state(run_dir)
-    if not (run_dir / "last.keras").exists() or not state:
+    run = RunDirectory(run_dir)
+    if not run.has_checkpoint():
         return None, 0
-    return keras.models.load_model(run_dir / "last.keras"), int(state["epoch"])
+    return run.load_model(RunDirectory.LAST), int(run.read_state()["epoch"])
 
 
 def resolve_jit_compile(model, jit_compile="auto") -> bool:
@@ -198,10 +179,11 @@ def train(model, train_arrays, validation_arrays=None, run_dir=None, epochs=10, 
         model.build()
     extra = [StopOnNonFinite()]
     if run_dir is not None and initial_epoch < epochs:
-        Path(run_dir).mkdir(parents=True, exist_ok=True)
-        best = read_state(run_dir).get("best") if initial_epoch > 0 else None  # a fresh run starts afresh
-        extra += [EpochCheckpoint(run_dir, best=best), keras.callbacks.CSVLogger(str(Path(run_dir) / "history.csv"),
-                                                                       append=initial_epoch > 0)]
+        run = RunDirectory(run_dir)
+        run.path.mkdir(parents=True, exist_ok=True)
+        best = run.read_state().get("best") if initial_epoch > 0 else None  # a fresh run starts afresh
+        extra += [EpochCheckpoint(run, best=best),
+                  keras.callbacks.CSVLogger(str(run.file(RunDirectory.HISTORY)), append=initial_epoch > 0)]
     compile_options = dict(learning_rate=learning_rate, clipnorm=clipnorm, jit_compile=jit_compile,
                            steps_per_execution=steps_per_execution)
     history = fit_phases(model, train_arrays, validation_arrays, epochs, initial_epoch, batch_size, seed,

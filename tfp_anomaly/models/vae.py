@@ -1,33 +1,5 @@
-"""Variational autoencoder with an optional normalizing-flow posterior.
-
-q(z_0|x) = N(μ(x), diag σ²(x)); z_K = f_K ∘ ⋯ ∘ f_1(z_0) with a chain of the flow library, every step
-given the encoder's hidden vector h as context (amortized flows take their parameters from it).
-Loss per event = reconstruction + β_t · KL with
-
-* no flow: the closed form KL(N(μ, σ²) ‖ N(0, I));
-* a flow: the single-sample estimate log q_0(z_0) − Σ_k log|det J_k| − log p(z_K), p = N(0, I)
-  (Rezende & Mohamed 2015, eq. 15; van den Berg et al. 2018);
-* ``darkflow_compat=True``: the closed form of z_0 only, ignoring the flow terms, as the original
-  DarkFlow code did (for comparisons; not a correct ELBO).
-
-With a likelihood reconstruction (``gaussian``, ``likelihood``: −log p(x|z) summed over the real
-features, :mod:`tfp_anomaly.losses`) and β = 1 the loss is the negative ELBO; ``mse`` (a *mean* over
-features next to a KL *summed* over latent dimensions) is kept for comparison with DarkFlow, whose
-scale lets the posterior collapse onto the prior.
-
-β_t = β · min(1, step / kl_warmup_steps) while training (linear KL warm-up, Bowman et al. 2016);
-evaluation uses β, so validation losses of different epochs compare. ``free_bits`` = λ > 0 trains on
-Σ_i max(λ, E_batch KL_i) (Kingma et al. 2016, arXiv:1606.04934): a latent dimension whose KL is
-below λ nats costs nothing more, so the optimiser has no reason to close it (with a flow posterior,
-whose KL does not split over dimensions, max(λ·d, E_batch KL)). Metrics and scores use the true KL.
-
-The importance-weighted bound (Burda, Grosse & Salakhutdinov 2016, arXiv:1509.00519)
-log p(x) ≥ L_K = E[log (1/K) Σ_k p(x|z_k) p(z_k) / q(z_k|x)], z_k ~ q(z|x), tightens with K and is
-L_1 = ELBO; :meth:`VAE.log_importance_weights` gives the log w_k, the score term ``iwae`` is −L̂_K.
-
-``stage`` (:mod:`tfp_anomaly.models.strategies`): ``joint``, ``vae`` (flow bypassed and frozen) or
-``flow`` (only the flow trains); set by the training strategy, saved with the model.
-"""
+"""Variational autoencoder with an optional normalizing-flow posterior (:class:`VAE`, whose docstring
+states the loss), and its importance-weighted bound."""
 from __future__ import annotations
 
 import keras
@@ -35,7 +7,7 @@ import tensorflow as tf
 
 from .. import losses
 from ..flows import FlowChain
-from .base import Autoencoder
+from .base import Autoencoder, Encoding
 from .strategies import STAGES
 
 # log σ² is clamped so σ = exp(½ log σ²) and its square stay finite in float32
@@ -49,17 +21,58 @@ def _repeat_samples(t, samples: int):
 
 @keras.saving.register_keras_serializable(package="tfp_anomaly.models")
 class VAE(Autoencoder):
-    """A VAE whose loss per event is −ELBO = −log p(x|z) + β·KL(q(z|x) ‖ N(0, I)) (module docstring).
+    """A VAE whose approximate posterior is a Gaussian pushed through a chain of flows.
 
-    Arguments beyond :class:`Autoencoder`'s (``input_shape``, ``latent_dim``, ``network``, ``scaler``,
-    ``seed``): ``flow``/``flow_kwargs`` the posterior flow chain (:mod:`tfp_anomaly.flows`);
-    ``reconstruction`` (default ``"gaussian"``: a Gaussian likelihood with a learned scale per feature,
-    summed over the real features; ``"mse"`` is DarkFlow's mean squared error); ``beta``;
-    ``kl_warmup_steps``; ``free_bits`` λ in nats per latent dimension (default 0.5; 0 trains on the
-    plain ELBO); ``iwae_samples`` K of the ``iwae`` score and the diagnostics (K more decoder passes per scored event; 0
-    leaves ``iwae`` and ``elbo`` out); ``darkflow_compat``;
-    ``stage`` (set by the flow-training strategy). Defaults keep the latent space in use on the
-    embedded sample (``docs/benchmarks.md``: all 15 units active, where mse with β = 1 leaves none).
+    q(z_0|x) = N(μ(x), diag σ²(x)); z_K = f_K ∘ ⋯ ∘ f_1(z_0), every step given the encoder's hidden
+    vector h as context (amortized flows take their parameters from it); p(z) = N(0, I). The loss per
+    event is −log p(x|z_K) + β_t · KL with
+
+    * no flow: the closed form KL(N(μ, σ²) ‖ N(0, I)) = ½ Σ_i (μ_i² + σ_i² − log σ_i² − 1);
+    * a flow: the single-sample estimate log q_0(z_0) − Σ_k log|det ∂f_k/∂z_{k−1}| − log p(z_K)
+      (Rezende & Mohamed 2015, eq. 15; van den Berg et al. 2018);
+    * ``darkflow_compat=True``: the closed form of z_0 only, ignoring the flow terms, as the original
+      DarkFlow code did (for comparisons; not a correct ELBO).
+
+    With a likelihood reconstruction (``gaussian``, ``likelihood``: −log p(x|z) summed over the real
+    features, :mod:`tfp_anomaly.losses`) and β = 1 the loss is the negative ELBO; ``mse`` (a *mean*
+    over features next to a KL *summed* over latent dimensions) is kept for comparison with DarkFlow,
+    whose scale lets the posterior collapse onto the prior. β_t = β · min(1, step / kl_warmup_steps)
+    while training (linear KL warm-up, Bowman et al. 2016); evaluation uses β. ``free_bits`` = λ > 0
+    trains on Σ_i max(λ, E_batch KL_i): a latent dimension whose KL is below λ nats costs nothing more,
+    so the optimiser has no reason to close it (with a flow posterior, whose KL does not split over
+    dimensions, max(λ·d, E_batch KL)). Metrics and scores use the true KL.
+
+    The importance-weighted bound log p(x) ≥ L_K = E[log (1/K) Σ_k p(x|z_k) p(z_k) / q(z_k|x)],
+    z_k ~ q(z|x), tightens with K and is L_1 = ELBO; :meth:`log_importance_weights` gives the log w_k,
+    the score term ``iwae`` is −L̂_K.
+
+    Args:
+        input_shape, latent_dim, network, scaler, seed: as :class:`tfp_anomaly.models.Autoencoder`.
+        flow: the posterior flow chain, a :class:`tfp_anomaly.flows.FlowChain` spec such as
+            ``"planar*6"`` or ``"iaf, reverse, iaf"``; None for the Gaussian posterior.
+        flow_kwargs: options passed to every step of the chain that accepts them (``amortized``, …).
+        beta: β, the weight of the KL term.
+        kl_warmup_steps: optimiser steps over which β_t ramps up linearly (0: no warm-up).
+        free_bits: λ in nats per latent dimension (default 0.5; 0 trains on the plain ELBO).
+        iwae_samples: K of the ``iwae`` and ``elbo`` scores and the diagnostics (K more decoder passes
+            per scored event; 0 leaves them out).
+        darkflow_compat: the original DarkFlow KL of z_0 only (see above).
+        stage: ``joint``, ``vae`` (flow bypassed and frozen) or ``flow`` (only the flow trains); set by
+            the flow-training strategy (:mod:`tfp_anomaly.models.strategies`), saved with the model.
+        reconstruction: default ``"gaussian"``, a Gaussian likelihood with a learned scale per feature
+            summed over the real features; ``"mse"`` is DarkFlow's mean squared error.
+
+    Defaults keep the latent space in use on the embedded sample (``docs/benchmarks.md``: all 15 units
+    active, where mse with β = 1 leaves none).
+
+    References:
+        Kingma & Welling, "Auto-Encoding Variational Bayes", arXiv:1312.6114 (2013).
+        Rezende & Mohamed, "Variational Inference with Normalizing Flows", arXiv:1505.05770 (2015).
+        van den Berg, Hasenclever, Tomczak & Welling, "Sylvester Normalizing Flows", arXiv:1803.05649 (2018).
+        Burda, Grosse & Salakhutdinov, "Importance Weighted Autoencoders", arXiv:1509.00519 (2016).
+        Kingma et al., "Improved Variational Inference with Inverse Autoregressive Flow" (free bits),
+        arXiv:1606.04934 (2016).
+        Bowman et al., "Generating Sentences from a Continuous Space" (KL warm-up), arXiv:1511.06349 (2016).
     """
 
     terms = ("reconstruction", "kl")
@@ -74,14 +87,12 @@ class VAE(Autoencoder):
             raise ValueError(f"free_bits and iwae_samples must be ≥ 0, got {free_bits} and {iwae_samples}")
         self.darkflow_compat = bool(darkflow_compat)
         self.flow = None if not flow else FlowChain(flow, step_kwargs=self.flow_kwargs, name="flow")
-        if stage not in STAGES:
-            raise KeyError(f"unknown training stage {stage!r}; stages: {', '.join(STAGES)}")
+        STAGES.lookup(stage)
         self.stage = stage
 
     def set_stage(self, stage: str) -> None:
         """Enter a training stage: which parts are used and trained (recompile afterwards)."""
-        if stage not in STAGES:
-            raise KeyError(f"unknown training stage {stage!r}; stages: {', '.join(STAGES)}")
+        STAGES.lookup(stage)
         if stage != "joint" and self.flow is None:
             raise ValueError(f"stage {stage!r} needs a posterior flow")
         self.stage = stage
@@ -104,7 +115,7 @@ class VAE(Autoencoder):
 
     @property
     def flow_used(self) -> bool:
-        return self.flow is not None and STAGES[self.stage][0]
+        return self.flow is not None and STAGES[self.stage].flow_used
 
     def build_heads(self):
         hidden = self.encoder.output_shape[-1]
@@ -116,10 +127,10 @@ class VAE(Autoencoder):
             self.flow.build((None, self.latent_dim), (None, hidden))
         self._apply_stage()
 
-    def encode(self, inputs, training=None):
-        """(h, μ, log σ²): the encoder's hidden vector and the Gaussian posterior q(z_0|x)."""
+    def encode(self, inputs, training=None) -> Encoding:
+        """``Encoding(h, μ, log σ²)``: the encoder's hidden vector and the Gaussian posterior q(z_0|x)."""
         h = self.hidden(*self.scaled(inputs), training=training)
-        return h, self.mu_head(h), tf.clip_by_value(self.log_var_head(h), *LOG_VAR_RANGE)
+        return Encoding(h, self.mu_head(h), tf.clip_by_value(self.log_var_head(h), *LOG_VAR_RANGE))
 
     def push(self, z0, h, training=None):
         """(z_K, Σ log|det J|): z_0 through the posterior flow (the identity without one, or in stage ``vae``)."""
@@ -198,7 +209,7 @@ class VAE(Autoencoder):
         return self.beta * tf.minimum(1.0, tf.cast(step + 1, tf.float32) / self.kl_warmup_steps)
 
     def kl_objective(self, y, kl):
-        """The batch's KL as the loss sees it: E_batch KL, or its free-bits version (module docstring)."""
+        """The batch's KL as the loss sees it: E_batch KL, or its free-bits version (class docstring)."""
         if self.free_bits <= 0:
             return tf.reduce_mean(kl)
         if not self.flow_used or self.darkflow_compat:

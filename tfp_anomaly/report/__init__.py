@@ -3,9 +3,9 @@
 (:mod:`.document`)."""
 from .document import write_report
 from .metrics import BACKGROUND_EFFICIENCIES, auc, efficiency_at, figures_of_merit, roc, threshold_at
-from .results import SCORES_FILE, ScoredRun
+from .results import ScoredRun
 from .tables import comparison_table, darkmachines_rows, read_published, versus_published
 
 __all__ = ["write_report", "BACKGROUND_EFFICIENCIES", "auc", "efficiency_at", "figures_of_merit", "roc",
-           "threshold_at", "SCORES_FILE", "ScoredRun", "comparison_table", "darkmachines_rows", "read_published",
+           "threshold_at", "ScoredRun", "comparison_table", "darkmachines_rows", "read_published",
            "versus_published"]

@@ -1,6 +1,7 @@
 """The scores of one trained model on a test set: what ``tfp-anomaly score`` writes and ``report`` reads.
 
-``scores.h5`` (written to a temporary file, then renamed):
+The file (``RUN/scores.h5`` of a run directory, :mod:`tfp_anomaly.rundir`; written to a temporary file,
+then renamed):
 
     attrs["meta"]                JSON: name, model type, prior, flow, parameters, scoring config, ...
     background/<method>          (N_B,) scores of the held-out background test events
@@ -20,8 +21,6 @@ from pathlib import Path
 import numpy as np
 
 from ..atomic import atomic_path
-
-SCORES_FILE = "scores.h5"
 
 #: encodings kept per sample for the latent pair plots
 LATENT_ROWS = 2000

@@ -51,7 +51,8 @@ def build(out: Path, background: int, signal: int, seed: int, selection: str, jo
         part = sig[np.flatnonzero(sig.process == k)]
         files[name] = {"file": f"{name}.csv.gz", "kind": "signal", "events": len(part), "processes": {name: len(part)}}
         write_darkmachines(part, out / files[name]["file"])
-    return {"files": files, "selection": selection, "selection_description": selections.SELECTIONS[selection][1],
+    return {"files": files, "selection": selection,
+            "selection_description": selections.SELECTIONS[selection].description,
             "seed": seed, "command": f"python -m tfp_anomaly.data.generate.build_sample --background {background} "
                                      f"--signal {signal} --seed {seed} --selection {selection} --jobs {jobs}",
             "processes": {s.process: {"description": processes.get(s.process).description,

@@ -9,12 +9,23 @@ from __future__ import annotations
 
 import dataclasses
 
+from ...registry import Registry
+
 COMMON = ("Beams:idA = 2212", "Beams:idB = 2212", "Beams:eCM = 13000.",
           "Print:quiet = on")  # no listings or banners; a failed event is retried by the generation loop
 
 
 @dataclasses.dataclass(frozen=True)
 class ProcessCard:
+    """The Pythia 8 settings of one process, run on top of :data:`COMMON`.
+
+    Args:
+        name: the process name, written in the ``process_id`` column of generated files.
+        kind: ``"background"`` (Standard Model) or ``"signal"`` (beyond the Standard Model).
+        description: the process in words.
+        settings: Pythia setting strings (``"HardQCD:all = on"``).
+    """
+
     name: str
     kind: str                  # "background" or "signal"
     description: str
@@ -22,25 +33,26 @@ class ProcessCard:
 
     @property
     def label(self) -> int:
+        """The truth label of its events: 1 for a signal, 0 for a background."""
         return int(self.kind == "signal")
 
 
-PROCESSES: dict[str, ProcessCard] = {}
+#: process name -> :class:`ProcessCard`.
+PROCESSES = Registry("process")
 
 
 def register(card: ProcessCard) -> ProcessCard:
-    PROCESSES[card.name] = card
-    return card
+    """Add a :class:`ProcessCard` to :data:`PROCESSES` under its name."""
+    return PROCESSES.register(card.name, card)
 
 
 def get(name: str) -> ProcessCard:
-    try:
-        return PROCESSES[name]
-    except KeyError:
-        raise KeyError(f"unknown process {name!r}; available: {', '.join(PROCESSES)}") from None
+    """The card of process ``name``; an unknown name raises naming the registered ones."""
+    return PROCESSES.lookup(name)
 
 
 def available(kind: str | None = None) -> list[str]:
+    """Names of the registered processes (only those of ``kind``, "background" or "signal", if given)."""
     return [n for n, c in PROCESSES.items() if kind is None or c.kind == kind]
 
 

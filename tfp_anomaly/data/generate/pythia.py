@@ -34,6 +34,7 @@ def process_seed(seed: int, name: str, stream: int = 0) -> int:
 
 
 def make_pythia(card: processes.ProcessCard, seed: int, stream: int = 0):
+    """An initialised ``pythia8mc.Pythia`` for ``card``, seeded for (seed, process, stream)."""
     pythia8 = _need_pythia()
     pythia = pythia8.Pythia("", False)  # no banner
     for setting in processes.COMMON + card.settings + ("Random:setSeed = on", f"Random:seed = {process_seed(seed, card.name, stream)}"):
@@ -68,6 +69,18 @@ def particles_of(event) -> Particles:
 
 @dataclasses.dataclass
 class GenerationStats:
+    """What one generation run of a process did.
+
+    Args:
+        process: the process name.
+        seed: the user's seed.
+        pythia_seed: Pythia's ``Random:seed`` (:func:`process_seed`).
+        generated: events Pythia generated.
+        accepted: events that passed the selection.
+        sigma_mb: Pythia's estimate of the generated cross section σ (mb).
+        sigma_error_mb: its statistical uncertainty (mb).
+    """
+
     process: str
     seed: int
     pythia_seed: int
@@ -78,10 +91,12 @@ class GenerationStats:
 
     @property
     def efficiency(self) -> float:
+        """ε: the fraction of generated events accepted by the selection."""
         return self.accepted / max(self.generated, 1)
 
     @property
     def accepted_sigma_pb(self) -> float:
+        """σ·ε, the accepted cross section (pb)."""
         return self.sigma_mb * 1e9 * self.efficiency
 
 
@@ -131,4 +146,4 @@ def to_events(rows, card: processes.ProcessCard) -> Events:
                   offsets=np.concatenate([[0], np.cumsum(counts)]).astype(np.int64),
                   obj_type=np.array([objects.type_id(o[0]) for o in flat], np.int64).reshape(-1),
                   obj_e=column(1), obj_pt=column(2), obj_eta=column(3), obj_phi=column(4),
-                  label=np.full(n, card.label, np.int8), unit="GeV")
+                  labels=np.full(n, card.label, np.int8), unit="GeV")

@@ -6,28 +6,48 @@ quantities of this detector simulation.
 """
 from __future__ import annotations
 
-SELECTIONS: dict[str, tuple] = {}
+from typing import Callable, NamedTuple
+
+from ...registry import Registry
 
 
-def register(name, description):
+class Selection(NamedTuple):
+    """An event selection.
+
+    Args:
+        predicate: ``predicate(objects, met) -> bool`` with ``objects`` a list of
+            ``(code, E, pT, η, φ)`` tuples and ``met`` the missing transverse momentum, in GeV.
+        description: the cut in words.
+    """
+
+    predicate: Callable
+    description: str
+
+
+#: selection name -> :class:`Selection`.
+SELECTIONS = Registry("selection")
+
+
+def register(name: str, description: str):
+    """Decorator: add a predicate ``fn(objects, met) -> bool`` to :data:`SELECTIONS` as ``name``."""
     def wrap(fn):
-        SELECTIONS[name] = (fn, description)
+        SELECTIONS.register(name, Selection(fn, description))
         return fn
     return wrap
 
 
-def get(name: str):
-    try:
-        return SELECTIONS[name][0]
-    except KeyError:
-        raise KeyError(f"unknown selection {name!r}; available: {', '.join(SELECTIONS)}") from None
+def get(name: str) -> Callable:
+    """The predicate of selection ``name``; an unknown name raises naming the registered ones."""
+    return SELECTIONS.lookup(name).predicate
 
 
 def ht(objects) -> float:
+    """HT: the scalar sum of the pT of jets and b-jets."""
     return sum(pt for code, _, pt, _, _ in objects if code in ("j", "b"))
 
 
 def leptons(objects, pt_min=15.0) -> int:
+    """The number of electrons and muons with pT > ``pt_min``."""
     return sum(1 for code, _, pt, _, _ in objects if code[0] in "em" and pt > pt_min)
 
 

@@ -1,0 +1,27 @@
+"""Stateless random streams that survive a checkpoint.
+
+A layer or model that draws random numbers (posterior samples, dropout masks, Hutchinson noise, SW
+directions) keeps a draw counter as a non-trainable int64 weight and seeds each draw with
+(seed, counter): ``tf.random.stateless_*`` then gives the same numbers for the same (seed, draw),
+and a saved or checkpointed model resumes its stream where it stopped, so an interrupted run ends
+at the weights of an uninterrupted one (Keras' own seed generators keep their state outside the
+saved weights).
+"""
+from __future__ import annotations
+
+import tensorflow as tf
+
+#: seeds are reduced modulo 2³¹ − 1 so that both halves fit the int32 seed tf.random.stateless_* takes
+SEED_MODULUS = 2 ** 31 - 1
+
+
+def draw_counter(layer, name: str = "draws"):
+    """A scalar int64 counter weight of ``layer`` (non-trainable, saved with the layer), starting at 0."""
+    return layer.add_weight(shape=(), dtype="int64", initializer="zeros", trainable=False, name=name)
+
+
+def next_seed(seed: int, counter) -> tf.Tensor:
+    """Advance ``counter`` (a :func:`draw_counter` weight) by one and return the stateless seed
+    (seed, count) mod (2³¹ − 1), shape (2,), int32, of that draw."""
+    count = counter.assign_add(1)
+    return tf.cast(tf.stack([tf.constant(int(seed), tf.int64), count]) % SEED_MODULUS, tf.int32)
