@@ -40,7 +40,7 @@ def data():
 
 
 @pytest.mark.parametrize("spec,epochs", [
-    ("realnvp*6", 12),
+    ("realnvp*6", 20),  # 12 epochs leave one seed in four at +0.3 nats
     ("maf, reverse, maf, reverse, maf, reverse, maf", 12),
     ("spline_coupling*2", 8),
     ("spline_autoregressive, reverse, spline_autoregressive", 8),

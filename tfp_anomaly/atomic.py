@@ -22,16 +22,16 @@ _UMASK = _read_umask()  # read once at import: os.umask is process-wide, not som
 
 
 @contextlib.contextmanager
-def atomic_path(target: str | os.PathLike) -> Iterator[Path]:
+def atomic_path(target: str | os.PathLike, suffix: str = ".tmp") -> Iterator[Path]:
     """Yield a temporary path in the target's directory; rename it onto ``target`` on success.
 
-    The temporary file is created in the same directory so that :func:`os.replace` is an atomic
-    rename on POSIX file systems. On any exception the temporary file is removed and the exception
-    propagates.
+    The temporary file (a unique name ending in ``suffix``) is created in the same directory so that
+    :func:`os.replace` is an atomic rename on POSIX file systems. On any exception the temporary file
+    is removed and the exception propagates.
     """
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=suffix, dir=target.parent)
     os.close(fd)
     tmp_path = Path(tmp)
     try:
@@ -46,15 +46,7 @@ def atomic_path(target: str | os.PathLike) -> Iterator[Path]:
 
 
 def save_model(model, target: str | os.PathLike) -> None:
-    """``model.save`` to ``target`` atomically: Keras insists on a ``.keras`` suffix, so the model is
-    written to a hidden ``.<name>.partial.keras`` beside the target and renamed onto it."""
-    target = Path(target)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    partial = target.with_name(f".{target.stem}.partial{target.suffix}")
-    try:
-        model.save(partial)
-        os.replace(partial, target)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            partial.unlink()
-        raise
+    """``model.save`` to ``target`` atomically (Keras insists on a ``.keras`` suffix, which the
+    temporary name keeps)."""
+    with atomic_path(target, suffix=".partial.keras") as tmp:
+        model.save(tmp)

@@ -19,13 +19,8 @@ import tensorflow as tf
 from .registry import Registry
 
 
-def _named_loss(name: str, cls: type) -> type:
-    cls.loss_name = name  # what get_config writes back as "name"
-    return cls
-
-
 #: ``model.reconstruction`` name → :class:`Reconstruction` subclass (its ``loss_name`` set on registration)
-RECONSTRUCTIONS = Registry("reconstruction loss", on_register=_named_loss)
+RECONSTRUCTIONS = Registry("reconstruction loss", name_attribute="loss_name")
 
 
 def get_reconstruction(spec) -> "Reconstruction":

@@ -26,14 +26,16 @@ class Registry(Mapping):
         kind: what the registry holds, in words (``"flow"``, ``"prior"``): the error reads
             ``unknown <kind> 'name'; <listing>: a, b, c``.
         listing: the word before the list of known names (``"available"``).
+        name_attribute: the attribute of a registered class set to the name it is registered under
+            (``"name"``: a scoring method knows its own name, e.g. to write it into its config).
         on_register: called as ``on_register(name, obj)`` when an object is registered and returns
-            the object to store and hand back (e.g. to set a class attribute or register it with Keras).
+            the object to store and hand back (e.g. to register a class with Keras).
     """
 
-    def __init__(self, kind: str, listing: str = "available",
+    def __init__(self, kind: str, listing: str = "available", name_attribute: str | None = None,
                  on_register: Callable[[str, Any], Any] | None = None):
         self.kind, self.listing = kind, listing
-        self._on_register = on_register
+        self._name_attribute, self._on_register = name_attribute, on_register
         self._entries: dict[str, Any] = {}
 
     def register(self, name: str, obj: Any = None, *, replace: bool = False):
@@ -43,6 +45,8 @@ class Registry(Mapping):
             return lambda target: self.register(name, target, replace=replace)
         if name in self._entries and not replace:
             raise ValueError(f"{self.kind} {name!r} registered twice")
+        if self._name_attribute is not None:
+            setattr(obj, self._name_attribute, name)
         stored = obj if self._on_register is None else self._on_register(name, obj)
         self._entries[name] = stored
         return stored

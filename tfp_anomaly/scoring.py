@@ -55,13 +55,8 @@ class ScoringError(ValueError):
     """A score could not be computed (non-finite values, a method that does not apply)."""
 
 
-def _named(name: str, cls):
-    cls.name = name
-    return cls
-
-
 #: scoring method name → :class:`ScoringMethod` class (combinations are built from them by name)
-SCORES = Registry("scoring method", on_register=_named)
+SCORES = Registry("scoring method", name_attribute="name")
 
 
 def available() -> list[str]:

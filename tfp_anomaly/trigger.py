@@ -37,13 +37,8 @@ SCAN = ("ap_fixed<12,6,AP_RND,AP_SAT>", "ap_fixed<16,6,AP_RND,AP_SAT>", "ap_fixe
         "ap_fixed<24,10,AP_RND,AP_SAT>", "ap_fixed<32,12,AP_RND,AP_SAT>")
 
 
-def _named(name: str, cls):
-    cls.name = name
-    return cls
-
-
 #: score name → :class:`TriggerScore` class (the encoder-only scores ``export-hls`` can write)
-TRIGGER_SCORES = Registry("trigger score", listing="exportable", on_register=_named)
+TRIGGER_SCORES = Registry("trigger score", listing="exportable", name_attribute="name")
 
 
 def get_trigger_score(score: str, model):

@@ -24,14 +24,8 @@ from ..atomic import atomic_path
 from ..registry import Registry
 
 
-def _named(name: str, cls):
-    """A registered scaler class, its ``name`` set to the name it is registered under."""
-    cls.name = name
-    return cls
-
-
 #: scaler name -> :class:`Scaler` subclass (registering sets the class's ``name``).
-SCALERS = Registry("scaler", on_register=_named)
+SCALERS = Registry("scaler", name_attribute="name")
 
 
 class Scaler:

@@ -19,15 +19,14 @@ from ..registry import Registry
 tfb = tfp.bijectors
 
 
-def _on_register(name: str, cls: type) -> type:
-    """Name the class after its registry entry and register it with Keras serialisation."""
-    cls.flow_name = name
+def _register_with_keras(name: str, cls: type) -> type:
     return keras.saving.register_keras_serializable(package="tfp_anomaly.flows")(cls)
 
 
-#: name → flow-layer class. ``@FLOWS.register("name")`` on a :class:`FlowLayer` subclass adds a flow
-#: (and makes it loadable from ``.keras`` files); ``FLOWS.lookup(name)`` finds one.
-FLOWS = Registry("flow", on_register=_on_register)
+#: name → flow-layer class. ``@FLOWS.register("name")`` on a :class:`FlowLayer` subclass adds a flow,
+#: sets its ``flow_name`` and registers it with Keras (so ``.keras`` files load it); ``FLOWS.lookup(name)``
+#: finds one.
+FLOWS = Registry("flow", name_attribute="flow_name", on_register=_register_with_keras)
 
 
 def per_event(log_det, z) -> tf.Tensor:
