@@ -1,4 +1,7 @@
-"""Shared fixtures. Tests that need the real data in ../shared/data skip cleanly when it is absent."""
+"""Shared fixtures. Tests that need the real data in ../shared/data skip cleanly when it is absent,
+except where the data must be there: with ``TFP_ANOMALY_REQUIRE_DATA=1`` in the environment (CI sets
+it in ``.ci/run``) a missing file *fails* the test that needs it, so a CI machine without the data can
+never pass by skipping. Use :func:`_need` for every file of ../shared/data a test reads."""
 from __future__ import annotations
 
 import os
@@ -14,8 +17,16 @@ LHCO_RAW = SHARED / "lhco_raw" / "events_anomalydetection_tiny.h5"
 LHCO_SCALARS = SHARED / "lhco_rnd_scalars"
 
 
+#: set (to anything but "" or "0") to turn a missing ../shared/data file into a failure
+REQUIRE_DATA = "TFP_ANOMALY_REQUIRE_DATA"
+
+
 def _need(path: Path) -> Path:
+    """``path`` when it exists; else skip the test, or fail it when ``TFP_ANOMALY_REQUIRE_DATA`` is set."""
     if not path.exists():
+        if os.environ.get(REQUIRE_DATA, "") not in ("", "0"):
+            pytest.fail(f"real data not available: {path} ({REQUIRE_DATA} is set: the data must be there)",
+                        pytrace=False)
         pytest.skip(f"real data not available: {path}")
     return path
 

@@ -17,7 +17,12 @@ def _load(name):
     return module
 
 
-def test_compare_priors_runs_on_user_files(tmp_path, capsys):
+def test_compare_priors_runs_on_user_files(tmp_path, capsys, monkeypatch):
+    from tfp_anomaly import demo
+
+    # --quick on a smaller budget still (the script's path through the comparison is the test)
+    monkeypatch.setitem(demo.QUICK, "max_events", 2000)
+    monkeypatch.setitem(demo.QUICK, "max_signal_events", 300)
     files = sample_files()  # the embedded CSVs, passed as a user's files would be
     args = ["--priors", "ring", "--quick", "--epochs", "1", "--out", str(tmp_path),
             "--background", str(files["background"]), "--signal", str(files["qstar"])]
@@ -52,9 +57,19 @@ def test_lhco_example_says_what_is_missing(tmp_path, capsys):
 
 
 def test_tune_vae_searches_and_scores_the_best_model(tmp_path, capsys):
-    args = ["--trials", "1", "--epochs", "1", "--max-events", "1500", "--out", str(tmp_path)]
+    from tfp_anomaly.evaluate import score_run
+
+    # the example's search space, without XLA: compiling a trial's ConvVAE costs more than its one short epoch
+    config = tmp_path / "search.yaml"
+    config.write_text(f"base: {EXAMPLES / 'configs' / 'search_vae.yaml'}\ntraining: {{jit_compile: false}}\n")
+    args = ["--config", str(config), "--trials", "1", "--epochs", "1", "--max-events", "1000",
+            "--out", str(tmp_path / "out")]
+    module = _load("tune_vae")
+    # the script scores 2,000 events per signal: 300 are enough to run it through
+    module.score_run = lambda *a, **k: score_run(*a, **{**k, "max_signal_events": 300})
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        assert _load("tune_vae").main(args) == 0
-    assert (tmp_path / "best" / "scores.h5").exists() and (tmp_path / "report" / "report.html").exists()
-    assert len(pd.read_csv(tmp_path / "trials.csv")) == 1 and "search_report.html" in capsys.readouterr().out
+        assert module.main(args) == 0
+    out = tmp_path / "out"
+    assert (out / "best" / "scores.h5").exists() and (out / "report" / "report.html").exists()
+    assert len(pd.read_csv(out / "trials.csv")) == 1 and "search_report.html" in capsys.readouterr().out

@@ -22,7 +22,8 @@ DENSE = "model.network={type: dense, hidden_units: [32, 16]}"
 def _trained(tmp_path_factory, config_file, events):
     run = tmp_path_factory.mktemp("trigger") / "run"
     config = config_lib.load_config(CONFIGS / config_file, [
-        f"data.max_events={events}", "training.epochs=3", "training.verbose=0", DENSE, "model.latent_dim=4"])
+        f"data.max_events={events}", "training.epochs=3", "training.verbose=0", DENSE, "model.latent_dim=4",
+        "training.jit_compile=false"])  # XLA compiling costs more than three short epochs; the export is the test
     experiment.run(config, run)
     return run
 

@@ -11,15 +11,20 @@
     tfp-anomaly demo [--out DIR] [--quick] [--published CSV]
     tfp-anomaly export-hls RUN_DIR [--score mahalanobis] [--precision P] [--scan P ...] [--out DIR]
 
-Input errors (missing file, malformed line, unknown name) print one line naming file, line and
-field and exit with status 2; ``--debug`` shows the traceback instead.
+Input errors (missing file, malformed line, unknown name, a configuration value of the wrong type,
+a training loss that turned non-finite or diverged) print one line naming file, line and field (or
+the configuration key) and exit with status 2, checked before slow work starts; Ctrl-C prints one
+line saying what can be resumed and exits with status 130; the package's warnings print one line
+each. ``--debug`` shows the traceback instead.
 """
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import sys
 import time
+import warnings
 from pathlib import Path
 
 # TensorFlow's C++ start-up chatter (CUDA probing on CPU machines) is noise for a CLI user
@@ -31,6 +36,42 @@ from .data.errors import DataFormatError  # noqa: E402
 
 # the shared data folder beside a checkout of the repository (../shared/data)
 DEFAULT_DATA_DIR = Path(__file__).resolve().parents[2] / "shared" / "data"
+
+
+def _output_dir(path, option: str = "--out") -> Path:
+    """``path`` as a Path, refused (before any work) when it is an existing file or lies under one."""
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise ValueError(f"{option} {path}: exists and is not a directory (a directory is written there)")
+    _check_parents(path, option)
+    return path
+
+
+def _output_file(path, option: str = "--out") -> Path:
+    """``path`` as a Path, refused (before any work) when it is an existing directory or lies under a file."""
+    path = Path(path)
+    if path.is_dir():
+        raise ValueError(f"{option} {path}: is a directory; give the name of the file to write")
+    _check_parents(path, option)
+    return path
+
+
+def _check_parents(path: Path, option: str) -> None:
+    for parent in path.absolute().parents:  # the nearest existing one must be a directory
+        if parent.exists():
+            if not parent.is_dir():
+                raise ValueError(f"{option} {path}: {parent} is a file, not a directory")
+            return
+
+
+def _input_file(path, option: str) -> Path:
+    """``path`` as a Path, refused when it does not exist or is a directory."""
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"{option}: file not found: {path}")
+    if path.is_dir():
+        raise ValueError(f"{option} {path}: is a directory, not a file")
+    return path
 
 
 def _progress(total):
@@ -55,41 +96,30 @@ def cmd_inspect(args) -> int:
 
 
 def cmd_convert(args) -> int:
-    from .data.cache import write_cache
-    from .data.darkmachines import DarkMachinesReader
+    from .data.convert import convert
 
-    fmt = formats.detect(args.input) if args.format == "auto" else formats.get(args.format)
-    if fmt.kind != "events":
-        raise ValueError(f"{args.input}: {fmt.name} holds tabular features; nothing to convert")
-    if fmt.name == "darkmachines":
-        reader = DarkMachinesReader(args.input, unit=args.unit or "MeV", on_error=args.on_error, label=args.label)
-        chunks, position = reader.chunks(args.chunk_size), (lambda: reader.bytes_read)
-        total = reader.size
-    else:
-        chunks = formats.open_events(args.input, fmt.name, chunk_size=args.chunk_size)
-        if args.unit or args.label is not None:
-            chunks = (_adjust(c, args.unit, args.label) for c in chunks)
-        position, total = None, None
-    bar = _progress(total) if args.progress else None
-    seen = [0]
+    bar, seen = [None], [0]
 
-    def on_chunk(chunk):
+    def on_chunk(chunk, position, total):
         seen[0] += len(chunk)
-        if bar is not None:
-            bar.update(position() if position and total else seen[0])
+        if args.progress:
+            bar[0] = bar[0] or _progress(total)
+            bar[0].update(position if position is not None and total else seen[0])
 
     start = time.perf_counter()
-    summary = write_cache(chunks, args.output, source=str(args.input), progress=on_chunk)
+    summary = convert(args.input, args.output, format=args.format, unit=args.unit, on_error=args.on_error,
+                      label=args.label, chunk_size=args.chunk_size, progress=on_chunk)
     elapsed = time.perf_counter() - start
     print(f"wrote {args.output}: {summary['events']:,} events, {summary['objects']:,} objects "
           f"({summary['unit']}), {summary['n_skipped']} malformed line(s) skipped, "
           f"{summary['events'] / max(elapsed, 1e-9):,.0f} events/s")
+    if summary["removed"]:
+        print(f"removed {len(summary['removed'])} temporary file(s) left by interrupted conversions to {args.output}: "
+              f"{', '.join(p.name for p in summary['removed'])}")
+    if summary["kept"]:
+        print(f"left {len(summary['kept'])} temporary file(s) of conversions to {args.output} that may still run: "
+              f"{', '.join(p.name for p in summary['kept'])}")
     return 0
-
-
-def _adjust(chunk, unit, label):
-    chunk = chunk.to_unit(unit) if unit else chunk
-    return chunk.with_label(label) if label is not None else chunk
 
 
 def cmd_train(args) -> int:
@@ -116,6 +146,7 @@ def cmd_generate(args) -> int:
 
     if (args.events is None) == (args.mix is None):
         raise ValueError("give either --events N (per process) or --mix N (a total shared by cross section)")
+    _output_file(args.out)
     start = time.perf_counter()
     counts = ({p: args.events for p in args.process} if args.events is not None else
               mixture_counts(args.process, args.mix, args.seed, args.selection, jobs=args.jobs))
@@ -136,7 +167,7 @@ def cmd_tune(args) -> int:
         raise ImportError(f"the tuning package is not importable ({err}); install tfp-anomaly from its repository") from None
     config = config_lib.load_config(args.config, args.override)
     set_role(args.role, args.oracle, args.tuner_id)
-    out = Path(args.out) if args.out else Path("runs") / f"search_{Path(args.config).stem}"
+    out = _output_dir(args.out if args.out else Path("runs") / f"search_{Path(args.config).stem}")
     result = run_search(config, out, overwrite=args.overwrite, verbose=args.verbose)
     if result is None:
         print(f"worker {args.tuner_id or ''} done; the chief writes the results into {out}")
@@ -150,18 +181,21 @@ def cmd_tune(args) -> int:
 
 
 def cmd_score(args) -> int:
-    from .evaluate import check_background_files, score_run
+    from .evaluate import check_background_files, check_run, score_run
     from .rundir import RunDirectory
 
-    if args.background:  # a wrong file fails before any slow work
-        for run_dir in args.run_dirs:
-            check_background_files(run_dir, args.background)
+    configs = [check_run(run_dir) for run_dir in args.run_dirs]  # a damaged run fails before any slow work
+    if args.background:
+        for run_dir, config in zip(args.run_dirs, configs):
+            check_background_files(run_dir, args.background, config)
     signals = None
     if args.signal:
         from .inputs import load_signals
 
-        config = RunDirectory(args.run_dirs[0]).read_config()
-        config["data"].update(signals=[str(Path(f).resolve()) for f in args.signal], dir=None)  # named by stem
+        for path in args.signal:
+            _input_file(path, "--signal")
+        config = {**configs[0], "data": {**configs[0]["data"], "dir": None,  # named by stem
+                                         "signals": [str(Path(f).absolute()) for f in args.signal]}}
         signals = load_signals(config, args.max_signal_events)
     for run_dir in args.run_dirs:
         result = score_run(run_dir, methods=args.methods if args.methods else "all", signals=signals,
@@ -180,6 +214,11 @@ def cmd_export_hls(args) -> int:
 
     from .trigger import SCAN, export_run
 
+    from .evaluate import check_run
+
+    check_run(args.run_dir)
+    if args.out:
+        _output_dir(args.out)
     scan = SCAN if args.scan is None else args.scan
     result = export_run(args.run_dir, args.score, args.precision, scan, args.out, args.max_events, args.reuse_factor)
     out = Path(args.out) if args.out else Path(args.run_dir) / f"hls_{args.score}"
@@ -197,6 +236,9 @@ def cmd_report(args) -> int:
     from .report.tables import summary_text
     from .rundir import RunDirectory
 
+    _output_dir(args.out)
+    if args.published:
+        _input_file(args.published, "--published")
     runs = [ScoredRun.load(RunDirectory(d).scores_file) for d in args.run_dirs]
     result = write_report(runs, args.out, published=args.published, channel=args.channel,
                           bootstrap=args.bootstrap)
@@ -212,6 +254,9 @@ def cmd_demo(args) -> int:
     from .demo import print_result, run_demo
     from .report.metrics import LowStatisticsWarning
 
+    _output_dir(args.out)
+    if args.published:
+        _input_file(args.published, "--published")
     published = args.published or _default_anchor(Path(args.data_dir))
     print(f"tfp-anomaly demo{' --quick' if args.quick else ''}: 6 models on the embedded Pythia 8 sample -> {args.out}")
     with warnings.catch_warnings():
@@ -337,16 +382,82 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+#: the errors a command-line user gets as one line and exit status 2 (``--debug``: the traceback):
+#: bad input of any kind (a file, a configuration value, a name), and a training loss that became
+#: non-finite or diverged (:class:`tfp_anomaly.models.training.NonFiniteLossError`, a FloatingPointError)
+INPUT_ERRORS = (DataFormatError, OSError, KeyError, ValueError, ImportError, FloatingPointError)
+
+
+def one_line(text: str) -> str:
+    """``text`` on one line: its lines joined by "; " (a YAML or NumPy message spans several)."""
+    return "; ".join(line.strip() for line in str(text).splitlines() if line.strip())
+
+
+def error_message(err: BaseException) -> str:
+    """The one-line message of an input error: a KeyError's text unquoted, an OSError as "file: reason"."""
+    if isinstance(err, KeyError) and err.args:
+        message = str(err.args[0])
+    elif isinstance(err, OSError) and err.filename is not None and err.strerror:
+        message = f"{err.filename}: {err.strerror}"
+    else:
+        message = str(err)
+    return one_line(message) or type(err).__name__
+
+
+def _after_interrupt(args) -> str:
+    """What an interrupted command left to resume, in words."""
+    func = getattr(args, "func", None)
+    if func is cmd_train and not args.print_config:
+        run_dir = Path(args.run_dir) if args.run_dir else Path("runs") / Path(args.config).stem
+        return f"; the same command continues {run_dir} from its last finished epoch"
+    if func is cmd_tune:
+        out = Path(args.out) if args.out else Path("runs") / f"search_{Path(args.config).stem}"
+        return f"; the same command resumes the search in {out}"
+    if func is cmd_demo:
+        return f"; the same command reuses the runs already finished in {args.out}"
+    return "; files are written atomically, so no half-written file was left"
+
+
+def _from_this_package(category, filename) -> bool:
+    package = str(Path(__file__).resolve().parent)
+    return getattr(category, "__module__", "").startswith("tfp_anomaly") or \
+        str(Path(filename).resolve()).startswith(package + os.sep)
+
+
+@contextlib.contextmanager
+def one_line_warnings():
+    """Within the block, warnings of this package print as one line on stderr, ``tfp-anomaly:
+    warning: <message>``; other warnings as Python shows them."""
+    previous = warnings.showwarning
+
+    def show(message, category, filename, lineno, file=None, line=None):
+        if _from_this_package(category, filename):
+            print(f"tfp-anomaly: warning: {one_line(message)}", file=sys.stderr)
+        else:
+            previous(message, category, filename, lineno, file, line)
+
+    warnings.showwarning = show
+    try:
+        yield
+    finally:
+        warnings.showwarning = previous
+
+
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
-    try:
-        return args.func(args)
-    except (DataFormatError, FileNotFoundError, KeyError, ValueError, ImportError) as err:
-        if args.debug:
-            raise
-        message = err.args[0] if isinstance(err, KeyError) and err.args else err
-        print(f"tfp-anomaly: error: {message}", file=sys.stderr)
-        return 2
+    with one_line_warnings():
+        try:
+            return args.func(args)
+        except KeyboardInterrupt:
+            if args.debug:
+                raise
+            print(f"tfp-anomaly: interrupted{_after_interrupt(args)}", file=sys.stderr)
+            return 130
+        except INPUT_ERRORS as err:
+            if args.debug:
+                raise
+            print(f"tfp-anomaly: error: {error_message(err)}", file=sys.stderr)
+            return 2
 
 
 if __name__ == "__main__":

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
+from . import config as config_lib
 from .data import arrays
 from .inputs import file_format, load_signals, model_input, prepare_data, read_background
 from .report.results import LATENT_ROWS, ScoredRun
@@ -29,6 +30,34 @@ def describe(model, config: dict, summary: dict) -> dict:
             "parameters": int(model.count_params()), "epochs": summary.get("epochs_done"),
             "train_events": (summary.get("events") or {}).get("train"),
             "ensemble": int(getattr(model, "ensemble_size", 1)), "diagnostics": summary.get("diagnostics")}
+
+
+def read_run_config(run_dir) -> dict:
+    """The run's configuration (``RUN/config.yaml``), checked like any configuration
+    (:func:`tfp_anomaly.config.load_resolved`): a damaged file is a
+    :class:`tfp_anomaly.config.ConfigError` naming it, not a traceback."""
+    run = RunDirectory(run_dir)
+    if run.path.exists() and not run.path.is_dir():
+        raise ValueError(f"{run.path}: not a run directory (a file, not a directory)")
+    if not run.exists():
+        raise FileNotFoundError(f"{run.path}: not a run directory (no {run.CONFIG})")
+    return config_lib.load_resolved(run.file(run.CONFIG))
+
+
+def check_run(run_dir) -> dict:
+    """Check a run directory before scoring it, reading no data and loading no model: its configuration
+    (:func:`read_run_config`) and its final model, there and a Keras archive. Returns the configuration."""
+    import zipfile
+
+    config = read_run_config(run_dir)
+    run = RunDirectory(run_dir)
+    path = run.model_file()
+    if not path.exists():
+        raise FileNotFoundError(f"{run.path}: no {path.name} (train the run to the end first: tfp-anomaly train)")
+    if path.is_dir() or not zipfile.is_zipfile(path):
+        raise ValueError(f"{path}: corrupt or not a Keras model archive (a .keras file is a zip archive); "
+                         "train the run again (tfp-anomaly train --overwrite)")
+    return config
 
 
 #: ``meta["background"]`` of a run scored on its own held-out test split
@@ -52,7 +81,7 @@ def check_background_files(run_dir, paths, config: dict | None = None, shape: tu
     was trained on (events or a feature table). Raises naming the file and the input the run's model
     takes; ``config`` and ``shape`` default to the run's."""
     run = RunDirectory(run_dir)
-    config = run.read_config() if config is None else config
+    config = read_run_config(run) if config is None else config
     shape = run.input_shape() if shape is None else tuple(shape)
     paths = [Path(p) for p in ([paths] if isinstance(paths, (str, Path)) else paths)]
     if not paths:
@@ -72,7 +101,7 @@ def check_input(x, shape: tuple, source: str) -> None:
     """Raise naming ``source`` when model input ``x`` ({"x", "mask"} or array) is empty or not ``shape``
     per event."""
     if arrays.n_events(x) == 0:
-        raise ValueError(f"{source}: no background event to score")
+        raise ValueError(f"{source}: no {'background ' if source == 'background' else ''}event to score")
     if arrays.event_shape(x) != tuple(shape):
         raise ValueError(f"{source}: gives {describe_input(arrays.event_shape(x))}, but the run's model takes "
                          f"{describe_input(shape)}")
@@ -114,7 +143,7 @@ def score_run(run_dir, methods="all", signals: dict | None = None, name: str | N
     scored instead of the run's test split; the scores are fitted on the training background either way.
     Returns the :class:`ScoredRun` (also saved as ``scores.h5``)."""
     run = RunDirectory(run_dir)
-    config = run.read_config()
+    config = check_run(run)
     independent = None if background is None else background_input(run, config, background)
     model = run.load_model()
     prepared = prepare_data(config)
@@ -126,6 +155,9 @@ def score_run(run_dir, methods="all", signals: dict | None = None, name: str | N
     x_background, origin = independent or (prepared.parts["test"], {"background": TEST_SPLIT})
     samples = {"background": x_background,
                **{n: (s if isinstance(s, (dict, np.ndarray)) else model_input(config, s)) for n, s in signals.items()}}
+    shape = run.input_shape()
+    for sample, x in list(samples.items())[1:]:  # every signal fits the model before the first is scored
+        check_input(x, shape, f"signal {sample!r}")
     scores, latent = {}, {}
     for sample, x in samples.items():
         terms = scorer.terms(model, x, progress=progress)

@@ -8,11 +8,19 @@
 3. :func:`run`: train into a :class:`tfp_anomaly.rundir.RunDirectory` (checkpoints after every
    epoch, the final model, the summary with the latent diagnostics of a VAE on the validation part:
    :mod:`tfp_anomaly.diagnostics`), resuming an interrupted run of the same configuration.
+
+Everything that can be checked without reading data is checked before the run directory is touched
+(:func:`check_before_run`: the configuration's keys and values, the model options, the background
+files, the run directory), and a run that fails before its first epoch leaves no trace: the corrected
+command is never refused as "a run of a different configuration".
 """
 from __future__ import annotations
 
+import contextlib
 import copy
+import inspect
 import time
+from pathlib import Path
 
 from . import config as config_lib
 from ._signature import constructor_keywords
@@ -51,12 +59,73 @@ def _with_grid_blocks(config: dict, options: dict, input_shape) -> dict:
     return {**options, "network": network}
 
 
+def _check_flow(options: dict) -> None:
+    """``model.flow`` parses and its entries' options exist (:func:`tfp_anomaly.flows.chain.check_options`);
+    every ``model.flow_kwargs`` option is taken by a step of the chain."""
+    from .flows.chain import check_options
+
+    flow = options.get("flow")
+    if not flow:
+        return
+    try:
+        check_options(flow)
+    except TypeError as err:
+        raise config_lib.UnknownOptionError(f"model.flow: {err}") from None
+    except ValueError as err:
+        raise config_lib.ConfigError(f"model.flow: {err}") from None
+    try:
+        check_options(flow, options.get("flow_kwargs") or {})
+    except TypeError as err:
+        raise config_lib.UnknownOptionError(f"model.flow_kwargs: {err}") from None
+
+
+def _check_prior(cls, options: dict) -> None:
+    """``model.prior`` is a registered prior (or a saved distribution) and every ``model.prior_kwargs``
+    option is an argument of its factory."""
+    from . import priors
+
+    prior = options.get("prior", inspect.signature(cls.__init__).parameters["prior"].default)
+    kwargs = options.get("prior_kwargs") or {}
+    if not isinstance(prior, (str, dict)):
+        return  # a tfd.Distribution given in Python: the model checks its event shape
+    if isinstance(prior, dict):
+        try:
+            priors.deserialize_distribution(prior)
+        except (TypeError, ValueError) as err:
+            raise config_lib.ConfigError(f"model.prior: not a prior name nor a saved distribution ({err})") from None
+        if kwargs:
+            raise config_lib.ConfigError("model.prior_kwargs: only for a prior given by name")
+        return
+    accepted = priors.prior_options(prior)  # an unknown name: "model.prior: unknown prior ...; available: ..."
+    unknown = sorted(set(kwargs) - accepted, key=str)
+    if unknown:
+        raise config_lib.UnknownOptionError(f"model.prior_kwargs: unknown option {unknown[0]!r} of prior {prior!r}; "
+                                            f"its options: {', '.join(sorted(accepted)) or 'none'}")
+
+
+def _check_reconstruction(options: dict) -> None:
+    from .losses import get_reconstruction
+
+    if "reconstruction" not in options:
+        return
+    try:
+        get_reconstruction(options["reconstruction"])
+    except TypeError as err:
+        raise config_lib.UnknownOptionError(f"model.reconstruction: {err}") from None
+
+
 def check_model(config: dict):
     """The model class of ``model.type``, after checking the ``model`` section against it: every option
-    a keyword of the class (:func:`model_options`) and every ``model.network`` option one its builders
-    take. Cheap: call it before reading data."""
+    a keyword of the class (:func:`model_options`) of the type :data:`tfp_anomaly.config.MODEL_OPTIONS`
+    gives it, every ``model.network`` option one its builders take, the flow spec and every
+    ``model.flow_kwargs`` option one its steps take, the prior and its ``model.prior_kwargs``, the
+    reconstruction. Cheap (no layer is made): call it before reading data."""
     from .models.networks import check_network
 
+    if not isinstance(config.get("model"), dict):
+        raise config_lib.ConfigError(f"no 'model' section (a mapping, at least model.type: vae or swae), "
+                                     f"got {config.get('model')!r}")
+    config_lib.check_values(config, "configuration", only=["model"])
     cls = model_class(config)
     options = {k: v for k, v in config["model"].items() if k != "type"}
     known = model_options(cls)
@@ -65,6 +134,11 @@ def check_model(config: dict):
         raise config_lib.ConfigError(f"model: unknown option {unknown[0]!r} for model type "
                                      f"{config['model']['type']!r}; options: {', '.join(sorted(known))}")
     check_network(options.get("network") or {})
+    if "flow" in known:
+        _check_flow(options)
+    if "prior" in known:
+        _check_prior(cls, options)
+    _check_reconstruction(options)
     return cls
 
 
@@ -131,16 +205,91 @@ def _fit(config: dict, run: RunDirectory, model, prepared, callbacks):
                  callbacks=list(callbacks) + _callbacks(config, run.path))
 
 
+def _is_run_file(name: str) -> bool:
+    """Whether ``name`` is a file a run directory holds (:class:`RunDirectory`'s files, temporary and
+    lock files, TensorBoard logs, HLS exports)."""
+    names = {value if "." in value else f"{value}.keras"
+             for key, value in vars(RunDirectory).items() if key.isupper() and isinstance(value, str)}
+    return name in names or name.startswith((".", "hls_")) or name == "tensorboard"
+
+
+def check_run_directory(run: RunDirectory, overwrite: bool = False) -> None:
+    """Refuse, before anything is written, a run directory that is a file, a directory that holds
+    files but no run, and (with ``overwrite``) a run directory that holds files of something else,
+    which overwriting would delete."""
+    path = run.path
+    if path.exists() and not path.is_dir():
+        raise ValueError(f"run directory {path}: exists and is not a directory; choose another --run-dir")
+    if not path.is_dir():
+        parent = next(p for p in Path(path).absolute().parents if p.exists())
+        if not parent.is_dir():
+            raise ValueError(f"run directory {path}: {parent} is a file, not a directory; choose another --run-dir")
+        return
+    foreign = sorted(p.name for p in path.iterdir() if not _is_run_file(p.name))
+    if foreign and not run.exists():
+        raise ValueError(f"run directory {path}: holds files but no run ({', '.join(foreign[:3])}"
+                         f"{', ...' if len(foreign) > 3 else ''}); choose a new or empty --run-dir")
+    if foreign and overwrite:
+        raise ValueError(f"run directory {path}: --overwrite would delete files that are not part of a run "
+                         f"({', '.join(foreign[:3])}{', ...' if len(foreign) > 3 else ''}); not deleting it")
+
+
+def check_inputs(config: dict) -> None:
+    """The background files of ``data.background`` exist (the embedded sample always does); nothing is read."""
+    from .inputs import SAMPLE, background_paths
+
+    if (config.get("data") or {}).get("background") != SAMPLE:
+        background_paths({**config, "data": config.get("data") or {}})
+
+
+def check_before_run(config: dict, run_dir, overwrite: bool = False):
+    """Everything :func:`run` can check without reading data, in the order a user fixes it: the
+    configuration (:func:`tfp_anomaly.config.check`), the model section (:func:`check_model`), the
+    background files, the run directory (:func:`check_run_directory`). Returns the model class."""
+    config_lib.check(config, "configuration")
+    cls = check_model(config)
+    check_inputs(config)
+    check_run_directory(RunDirectory(run_dir), overwrite)
+    return cls
+
+
+def _unclaim(run: RunDirectory) -> None:
+    """Remove what a run that failed before its first epoch wrote (its configuration, data report, split)."""
+    for name in (run.CONFIG, run.DATA, run.SPLIT):
+        with contextlib.suppress(FileNotFoundError):
+            run.file(name).unlink()
+
+
 def run(config: dict, run_dir, overwrite: bool = False, callbacks=()) -> dict:
     """Train the configured model into ``run_dir`` (a :class:`tfp_anomaly.rundir.RunDirectory`) and
-    return the summary (also in ``summary.json``)."""
+    return the summary (also in ``summary.json``).
+
+    :func:`check_before_run` runs first; a new run (or an ``overwrite``) that fails before training
+    starts (reading the data, building the model, an interruption) leaves the directory as it was."""
     run = RunDirectory(run_dir)
-    check_model(config)
-    run.claim(config, overwrite, comparable=_comparable)
-    prepared = prepare_data(config)
-    run.write_json(run.DATA, prepared.report)
-    run.write_split(prepared.split)
-    model = build_model(config, prepared.input_shape, prepared.scaler.get_config())
+    check_before_run(config, run.path, overwrite)
+    created, fresh = not run.path.exists(), overwrite or not run.exists()
+    try:
+        with run.lock():
+            run.claim(config, overwrite, comparable=_comparable)
+            try:
+                prepared = prepare_data(config)
+                model = build_model(config, prepared.input_shape, prepared.scaler.get_config())
+            except BaseException:
+                if fresh:
+                    _unclaim(run)
+                raise
+            run.write_json(run.DATA, prepared.report)
+            run.write_split(prepared.split)
+            return _train_and_summarise(config, run, model, prepared, callbacks)
+    except BaseException:
+        if created and fresh:  # only ever an empty directory this call made
+            with contextlib.suppress(OSError):
+                Path(run.path).rmdir()
+        raise
+
+
+def _train_and_summarise(config: dict, run: RunDirectory, model, prepared, callbacks) -> dict:
     earlier = _earlier_train_seconds(run)
     start = time.perf_counter()
     model, history = _fit(config, run, model, prepared, callbacks)

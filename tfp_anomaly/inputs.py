@@ -5,8 +5,14 @@ Steps, each a function a user can call on its own:
 1. :func:`load_background` reads the ``data.background`` files (any registered event format, or the
    LHCO high-level feature tables; ``sample`` is the embedded Pythia 8 background). Events with truth
    label 1 are removed and counted (:func:`background_only`), so labelled files (LHCO R&D, ADC2021
-   with labels) can be named directly: training sees background only. :func:`load_signals` reads
-   ``data.signals``, :func:`read_background` an independent background given on the command line.
+   with labels) can be named directly: training sees background only. ``data.max_events`` keeps a
+   seeded random subset (``data.subset``). :func:`load_signals` reads ``data.signals``,
+   :func:`read_background` an independent background given on the command line.
+
+   Every file is checked as it is read, each failure one error naming the file: a file without
+   events, event files whose objects do not fit the run's object grid
+   (:meth:`~tfp_anomaly.data.ObjectGrid.check`), a signal of another representation than the run's
+   background (feature table vs events), two signals of one name.
 2. :func:`model_input` puts events on the configured object grid (``{"x", "mask"}``) or takes a
    feature table's (N, F) matrix.
 3. :func:`prepare_data`: the seeded train/val/test split, the model input of the background and the
@@ -18,14 +24,18 @@ the files of a run :mod:`tfp_anomaly.rundir`.
 from __future__ import annotations
 
 import dataclasses
+import logging
 from pathlib import Path
 
 import numpy as np
 
 from . import config as config_lib
-from .data import (FeatureTable, ObjectGrid, Scaler, arrays, concatenate, formats, get_scaler, load_sample,
-                   read_lhco_scalars, split_indices)
+from .data import (DataFormatError, FeatureTable, ObjectGrid, Scaler, SkipLog, arrays, concatenate, formats,
+                   get_scaler, load_sample, read_lhco_scalars, split_indices)
 from .data.sample import manifest as sample_manifest
+from .data.splits import LEGACY_SUBSET, SUBSETS, subset_indices  # noqa: F401 (SUBSETS: data.subset's values)
+
+log = logging.getLogger(__name__)
 
 #: ``data.background`` / ``data.signals`` value naming the embedded Pythia sample (tfp_anomaly.data.load_sample)
 SAMPLE = "sample"
@@ -35,6 +45,9 @@ TABLE_OPTIONS = ("drop", "recompute_tau21")
 
 #: the grid of a configuration without a ``grid`` section
 DEFAULT_GRID = {"preset": "darkflow"}
+
+#: file name endings stripped to name a signal by its file (longest first)
+SIGNAL_SUFFIXES = (".csv.gz", ".txt.gz", ".csv", ".txt", ".hdf5", ".h5", ".hdf", ".gz")
 
 
 @dataclasses.dataclass
@@ -88,24 +101,39 @@ def _table_options(data: dict) -> dict:
     return {key: features[key] for key in TABLE_OPTIONS if key in features}
 
 
-def read_files(config: dict, paths: list[Path], key: str):
-    """(Events or FeatureTable, report) of ``paths`` read with the ``data`` section's options; one kind only."""
+def read_files(config: dict, paths: list[Path], key: str, file_formats=None):
+    """(Events or FeatureTable, report) of ``paths`` read with the ``data`` section's options; one kind only.
+
+    Each file must hold events, and the objects of each event file must fit the configured object grid
+    (:meth:`~tfp_anomaly.data.ObjectGrid.check`); the errors name the file and ``key``."""
     data = config["data"]
-    file_formats = [file_format(config, p) for p in paths]
+    file_formats = file_formats or [file_format(config, p) for p in paths]
     kinds = {fmt.kind for fmt in file_formats}
     if len(kinds) > 1:
         raise ValueError(f"{key} mixes event files and feature tables: {[str(p) for p in paths]}")
     if kinds == {"table"}:
         table = read_lhco_scalars(paths, nonfinite=data["nonfinite"], **_table_options(data))
+        for k, path in enumerate(paths):
+            if not np.any(table.file_index == k):
+                raise DataFormatError(path, f"no events ({key}): {table.report['files'][str(path)]['events']} in "
+                                            f"the file, {table.report['files'][str(path)]['kept']} kept")
         return table, {"files": [str(p) for p in paths], "kind": "table", "reader": table.report,
                        "columns": table.names}
-    parts = []
+    grid, parts, skipped = object_grid(config), [], SkipLog()
     for path, fmt in zip(paths, file_formats):
-        options = {"on_error": data["on_error"]} if fmt.name == "darkmachines" else {}
-        parts.append(formats.read_events(path, fmt.name, **options).to_unit(data["unit"]))
+        file_log = SkipLog()
+        options = {"on_error": data["on_error"], "skipped": file_log} if fmt.name == "darkmachines" else {}
+        events = formats.read_events(path, fmt.name, **options).to_unit(data["unit"])
+        skipped.merge(file_log)
+        if len(events) == 0:
+            raise DataFormatError(path, f"no events ({key})" + (f": {file_log.summary()}" if file_log.n_skipped else ""))
+        if file_log.n_skipped:
+            log.warning("%s (%s): %s", path, key, file_log.summary())
+        grid.check(events, f"{path} ({key})")
+        parts.append(events)
     table = concatenate(parts)
     return table, {"files": [str(p) for p in paths], "kind": "events", "unit": data["unit"],
-                   "skipped_lines": int(sum(p.meta.get("n_skipped", 0) for p in parts))}
+                   "skipped_lines": int(skipped.n_skipped)}
 
 
 def background_only(table):
@@ -118,7 +146,9 @@ def background_only(table):
 
 def load_background(config: dict):
     """(Events or FeatureTable of background only, report) of ``data.background``, cut to
-    ``data.max_events``."""
+    ``data.max_events`` events: a random subset seeded by ``split.seed`` with ``data.subset: random``,
+    the first N with ``first`` (the behaviour of runs written before ``data.subset`` existed, which a
+    configuration without the key keeps: :data:`LEGACY_SUBSET`)."""
     data = config["data"]
     if data.get("background") == SAMPLE:
         table = load_sample("background", unit=data["unit"])
@@ -127,7 +157,13 @@ def load_background(config: dict):
         table, report = read_files(config, background_paths(config), "data.background")
     table, report["signal_events_removed"] = background_only(table)
     if data.get("max_events"):
-        table = table[np.arange(min(int(data["max_events"]), len(table)))]
+        how = data.get("subset", LEGACY_SUBSET)
+        seed = (config.get("split") or {}).get("seed", 0)
+        try:
+            table = table[subset_indices(len(table), int(data["max_events"]), how, seed)]
+        except ValueError as err:
+            raise config_lib.ConfigError(f"data.subset: {err}") from None
+        report["subset"] = {"max_events": int(data["max_events"]), "how": how, "seed": seed}
     report["background_events"] = len(table)
     return table, report
 
@@ -144,14 +180,64 @@ def read_background(config: dict, paths: list[Path], key: str = "--background"):
 
 
 def signal_name(path) -> str:
-    """A signal file's sample name: its name up to the first dot (``qstar.csv.gz`` → ``qstar``)."""
-    return Path(path).name.split(".")[0]
+    """A signal file's sample name: its file name without a known data suffix (:data:`SIGNAL_SUFFIXES`):
+    ``qstar.csv.gz`` → ``qstar``, ``monojet_Zp2000.0_DM_50.0_chan3.csv`` → ``monojet_Zp2000.0_DM_50.0_chan3``
+    (dots inside the name are kept); a name without a known suffix is kept whole."""
+    name = Path(path).name
+    for suffix in SIGNAL_SUFFIXES:
+        if name.lower().endswith(suffix) and len(name) > len(suffix):
+            return name[:-len(suffix)]
+    return name
+
+
+def signal_files(spec) -> dict:
+    """``{name: file(s)}`` of a ``data.signals`` list of files (or one file), named by :func:`signal_name`;
+    two files of one name are refused (name them with a mapping instead)."""
+    files = [spec] if isinstance(spec, (str, Path)) else list(spec)
+    mapping: dict = {}
+    for f in files:
+        name = signal_name(f)
+        if name in mapping:
+            raise config_lib.ConfigError(f"data.signals: {mapping[name]} and {f} are both named {name!r}; "
+                                         "name the signals with a mapping (name: file)")
+        mapping[name] = f
+    return mapping
+
+
+def background_kind(config: dict) -> str | None:
+    """What the background of ``config`` is: ``"events"`` (on the object grid) or ``"table"`` (a
+    feature matrix); None when its files cannot be found or recognised now."""
+    data = config["data"]
+    if data.get("background") == SAMPLE:
+        return "events"
+    try:
+        kinds = {file_format(config, p).kind for p in background_paths(config)}
+    except (FileNotFoundError, ValueError):  # ConfigError and DataFormatError are ValueErrors
+        named = data.get("format", "auto")
+        return formats.FORMATS[named].kind if named in formats.FORMATS else None
+    return kinds.pop() if len(kinds) == 1 else None
+
+
+def _check_signal_kind(config: dict, path: Path, fmt, key: str, expected: str | None) -> None:
+    if expected is None or fmt.kind == expected:
+        return
+    background = config["data"].get("background")
+    if expected == "events":
+        grid = object_grid(config)
+        event_formats = ", ".join(name for name, f in formats.FORMATS.items() if f.kind == "events")
+        raise DataFormatError(path, f"{key}: high-level features ({fmt.name}), but the run reads events "
+                                    f"onto an object grid of shape {grid.shape} (its background: {background}); "
+                                    f"give a signal file of events ({event_formats})")
+    raise DataFormatError(path, f"{key}: events ({fmt.name}), but the run reads a feature table (its "
+                                f"background: {background}); give a signal file of the same features")
 
 
 def load_signals(config: dict, max_events: int | None = None) -> dict:
     """``{name: Events or FeatureTable}`` of ``data.signals``: ``sample`` (the embedded signals, one per
-    process), a mapping name → file(s), or a list of files (named by file stem). Labelled files give
-    their label-1 events only. An empty dict when none are configured."""
+    process), a mapping name → file(s), or a list of files (named by :func:`signal_name`; two of one
+    name are refused). Labelled files give their label-1 events only. Each file must be of the run's
+    kind (events for a run on the object grid, features for a run on a feature table: checked before
+    any is read), hold events, and fit the grid. An empty dict when none are configured."""
     spec = config["data"].get("signals")
     if not spec:
         return {}
@@ -159,12 +245,19 @@ def load_signals(config: dict, max_events: int | None = None) -> dict:
         names = [n for n, e in sample_manifest()["files"].items() if e["kind"] == "signal"]
         signals = {n: load_sample(n, unit=config["data"]["unit"]) for n in names}
     else:
-        mapping = spec if isinstance(spec, dict) else {signal_name(f): f for f in
-                                                       ([spec] if isinstance(spec, str) else spec)}
-        signals = {}
-        for name, files in mapping.items():
+        mapping = spec if isinstance(spec, dict) else signal_files(spec)
+        expected = background_kind(config)
+        plan = {}
+        for name, files in mapping.items():  # every file found and of the run's kind before any is read
             key = f"data.signals.{name}"
-            table, _ = read_files(config, resolve_paths(config, files, key), key)
+            paths = resolve_paths(config, files, key)
+            file_formats = [file_format(config, p) for p in paths]
+            for path, fmt in zip(paths, file_formats):
+                _check_signal_kind(config, path, fmt, key, expected)
+            plan[name] = (key, paths, file_formats)
+        signals = {}
+        for name, (key, paths, file_formats) in plan.items():
+            table, _ = read_files(config, paths, key, file_formats)
             labels = table.labels
             signals[str(name)] = table if labels is None or not labels.any() else table[np.flatnonzero(labels == 1)]
     if max_events:
@@ -196,7 +289,8 @@ def prepare_data(config: dict) -> Prepared:
     if report["kind"] == "events":
         grid = object_grid(config)
         x, mask, overflow = grid.transform(table, return_overflow=True)
-        report.update(grid=grid.get_config(), objects_beyond_caps=overflow)
+        report.update(grid=grid.get_config(), objects_beyond_caps=overflow,
+                      objects_without_block=grid.without_block(table))
     else:
         x, mask = model_input(config, table), None
     background = x if mask is None else {"x": x, "mask": mask}

@@ -5,10 +5,19 @@ the latent density need ``log_prob``. Every prior here provides both, except the
 measure on a (d−1)-dimensional surface has no density in ℝ^d: its ``log_prob`` raises).
 
 ``get_prior(name_or_distribution, dim, **kwargs)``; ``available()`` lists the names. A user may pass
-any ``tfd.Distribution`` whose event shape is (dim,).
+any ``tfd.Distribution`` whose event shape is (dim,), or register a factory of their own in
+:data:`PRIORS` (``@PRIORS.register("name")``) and name it.
+
+A user's distribution is saved with the model that uses it: :func:`serialize_distribution` writes its
+class and constructor parameters (``Distribution.parameters``, the arguments TFP's own ``copy()``
+rebuilds it from: numbers, arrays, nested distributions and bijectors) as JSON, and
+:func:`deserialize_distribution` rebuilds it. The classes are TFP's public ``tfd.*`` / ``tfb.*``
+classes and those registered in :data:`DISTRIBUTIONS` (a user's own ``tfd.Distribution`` subclass:
+``DISTRIBUTIONS.register("name", MyDistribution)``, in the script that saves and in the one that loads).
 """
 from __future__ import annotations
 
+import inspect
 import math
 
 import numpy as np
@@ -29,7 +38,10 @@ def available() -> list[str]:
 
 
 def get_prior(prior, dim: int, **kwargs) -> tfd.Distribution:
-    """A prior by registered name (with its keyword arguments), or a user's ``tfd.Distribution``."""
+    """A prior by registered name (with its keyword arguments), a user's ``tfd.Distribution``, or one
+    serialised by :func:`serialize_distribution` (a mapping with ``class``)."""
+    if isinstance(prior, dict):
+        prior = deserialize_distribution(prior)
     if isinstance(prior, tfd.Distribution):
         if kwargs:
             raise ValueError("keyword arguments are only for named priors")
@@ -37,6 +49,22 @@ def get_prior(prior, dim: int, **kwargs) -> tfd.Distribution:
             raise ValueError(f"prior event shape {tuple(prior.event_shape)} does not match the latent dim ({dim},)")
         return prior
     return PRIORS.lookup(prior, "model.prior")(int(dim), **kwargs)
+
+
+def prior_options(name: str) -> set[str]:
+    """The keyword arguments (``model.prior_kwargs``) of the registered prior ``name``, less ``dim``."""
+    parameters = inspect.signature(PRIORS.lookup(name, "model.prior")).parameters.values()
+    return {p.name for p in parameters if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)} - {"dim"}
+
+
+def has_log_prob(prior: tfd.Distribution) -> bool:
+    """Whether ``prior`` gives a log-density: ``log_prob`` at the origin does not raise
+    ``NotImplementedError`` (the exact sphere's does)."""
+    try:
+        prior.log_prob(tf.zeros((1,) + tuple(prior.event_shape), prior.dtype))
+    except NotImplementedError:
+        return False
+    return True
 
 
 #: priors whose log-density ranks points (not constant on the support, defined in R^d): the
@@ -174,3 +202,95 @@ def laplace(dim, scale=1.0):
 def student_t(dim, df=3.0, scale=1.0):
     """Independent Student-t(df, 0, scale) per dimension (heavy tails)."""
     return tfd.Independent(tfd.StudentT(df=float(df), loc=tf.zeros(dim), scale=tf.fill([dim], float(scale))), 1)
+
+
+# --------------------------------------------------------------------------- saving a user's distribution
+#: a user's ``tfd.Distribution`` (or ``tfb.Bijector``) subclass, by the name its saved form uses
+#: (TFP's public classes need no entry); ``DISTRIBUTIONS.register("name", cls)`` adds one
+DISTRIBUTIONS = Registry("distribution class", listing="registered")
+DISTRIBUTIONS.register("tfp_anomaly.RadialDistribution", RadialDistribution)
+DISTRIBUTIONS.register("tfp_anomaly.NoDensity", _NoDensity)
+
+_TFP_NAMESPACES = {"tfd": tfd, "tfb": tfb}
+
+
+def _class_name(cls) -> str:
+    for prefix, namespace in _TFP_NAMESPACES.items():
+        if getattr(namespace, cls.__name__, None) is cls:
+            return f"{prefix}.{cls.__name__}"
+    for name, registered in DISTRIBUTIONS.items():
+        if registered is cls:
+            return name
+    raise TypeError(f"cannot save a prior of class {cls.__module__}.{cls.__qualname__}: it is not a public TFP "
+                    f"class; register it with tfp_anomaly.priors.DISTRIBUTIONS.register('name', {cls.__name__}) "
+                    "(before saving and before loading), or register a factory in PRIORS and name it")
+
+
+def _class(name: str):
+    prefix, _, attribute = name.partition(".")
+    if prefix in _TFP_NAMESPACES and name not in DISTRIBUTIONS:
+        cls = getattr(_TFP_NAMESPACES[prefix], attribute, None)
+        if isinstance(cls, type) and issubclass(cls, (tfd.Distribution, tfb.Bijector)):
+            return cls
+    return DISTRIBUTIONS.lookup(name, "saved prior", hint="register the class before loading")
+
+
+def _is_default(value, default) -> bool:
+    if value is default:
+        return True
+    plain = (str, int, float, bool, type(None))
+    return isinstance(value, plain) and isinstance(default, plain) and type(value) is type(default) and value == default
+
+
+def _encode(value, where: str):
+    if isinstance(value, (tfd.Distribution, tfb.Bijector)):
+        return serialize_distribution(value)
+    if isinstance(value, (bool, int, float, str)) or value is None:
+        return value
+    if isinstance(value, tf.DType):
+        return {"dtype": value.name}
+    if isinstance(value, tf.Variable):
+        raise TypeError(f"cannot save a prior whose parameter {where} is a tf.Variable (a trained prior); "
+                        "give constant parameters")
+    if isinstance(value, (tf.Tensor, np.ndarray, np.generic)):
+        array = np.asarray(value)
+        return {"array": array.tolist(), "dtype": array.dtype.name}
+    if isinstance(value, (list, tuple)):
+        return [_encode(v, f"{where}[{k}]") for k, v in enumerate(value)]
+    raise TypeError(f"cannot save a prior whose parameter {where} is a {type(value).__name__}")
+
+
+def _decode(value):
+    if isinstance(value, list):
+        return [_decode(v) for v in value]
+    if not isinstance(value, dict):
+        return value
+    if "class" in value:
+        return deserialize_distribution(value)
+    if "array" in value:
+        return tf.constant(np.asarray(value["array"], dtype=value["dtype"]))
+    return tf.as_dtype(value["dtype"])
+
+
+def serialize_distribution(distribution) -> dict:
+    """``{"class": name, "parameters": {...}}``, JSON-friendly, of a ``tfd.Distribution`` or
+    ``tfb.Bijector`` with constant parameters (those that differ from the constructor's defaults);
+    :func:`deserialize_distribution` inverts it. ``TypeError`` naming the class or parameter that
+    cannot be saved (an unregistered class, a ``tf.Variable``, a function)."""
+    cls = type(distribution)
+    name = _class_name(cls)
+    defaults = {k: p.default for k, p in inspect.signature(cls.__init__).parameters.items()}
+    parameters = {}
+    for key, value in distribution.parameters.items():
+        if key in defaults and _is_default(value, defaults[key]):
+            continue
+        parameters[key] = _encode(value, f"{cls.__name__}.{key}")
+    return {"class": name, "parameters": parameters}
+
+
+def deserialize_distribution(config: dict):
+    """The distribution (or bijector) of :func:`serialize_distribution`'s ``config``."""
+    if not isinstance(config, dict) or "class" not in config:
+        raise ValueError(f"a saved prior is a mapping with 'class' and 'parameters', got {config!r}")
+    cls = _class(config["class"])
+    return cls(**{k: _decode(v) for k, v in (config.get("parameters") or {}).items()})

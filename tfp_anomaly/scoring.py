@@ -76,6 +76,8 @@ def compute_terms(model, x, batch_size: int = 4096, seed: int = 0, progress: boo
 
     arrays = model_input.as_dict(x)
     n = model_input.n_events(x)
+    if n == 0:
+        raise ScoringError("no events to score (0 rows)")
     step = model.compiled_score_terms()
     bar = _progress_bar(n) if progress else None
     parts: dict[str, list] = {}

@@ -9,13 +9,14 @@ The format records neither energy nor charge: objects are stored as ``e``/``m``/
 """
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 from typing import Iterator
 
 import numpy as np
 
 from . import objects
-from .errors import DataFormatError
+from .errors import DataFormatError, open_hdf5, read_error
 from .events import Events, concatenate
 
 N_SLOTS = 19
@@ -27,21 +28,18 @@ BLOCKS = ((slice(0, 1), 1, "MET"), (slice(1, 5), 2, "e"), (slice(5, 9), 3, "m"),
 _SLOT_TYPES = np.concatenate([np.full(rows.stop - rows.start, objects.type_id(code)) for rows, _, code in BLOCKS[1:]])
 
 
+@contextlib.contextmanager
 def _open(path: Path):
-    import h5py
-
-    if not path.exists():
-        raise FileNotFoundError(f"ADC2021 file not found: {path}")
-    handle = h5py.File(path, "r")
-    if "Particles" not in handle:
-        handle.close()
-        raise DataFormatError(path, "no dataset 'Particles' (expected ADC2021 layout (N, 19, 4))")
-    shape = handle["Particles"].shape
-    if len(shape) != 3 or shape[1:] != (N_SLOTS, 4):
-        handle.close()
-        raise DataFormatError(path, f"dataset 'Particles' has shape {shape}, expected (N, 19, 4)",
-                              field="Particles")
-    return handle
+    """The file's ``Particles`` dataset, checked to be (N, 19, 4)."""
+    with open_hdf5(path, "ADC2021 file") as handle:
+        data = handle.get("Particles")
+        if data is None or not hasattr(data, "shape"):
+            raise DataFormatError(path, "no dataset 'Particles' (expected ADC2021 layout (N, 19, 4))")
+        shape = data.shape
+        if shape is None or len(shape) != 3 or shape[1:] != (N_SLOTS, 4):
+            raise DataFormatError(path, f"dataset 'Particles' has shape {shape}, expected (N, 19, 4)",
+                                  field="Particles")
+        yield data
 
 
 def _validate(path, block: np.ndarray, first_row: int) -> None:
@@ -78,10 +76,14 @@ def iter_adc2021(path, chunk_size: int = 100_000, *, label: int | None = None) -
     """Stream an ADC2021 file in chunks of ``chunk_size`` events (GeV); ``label`` (0 or 1), if given, is
     the truth label of every event (the events' ``labels``)."""
     path = Path(path)
-    with _open(path) as handle:
-        data = handle["Particles"]
+    if chunk_size < 1:
+        raise ValueError(f"chunk_size must be >= 1, got {chunk_size}")
+    with _open(path) as data:
         for start in range(0, data.shape[0], chunk_size):
-            block = np.asarray(data[start:start + chunk_size], dtype=np.float64)
+            try:
+                block = np.asarray(data[start:start + chunk_size], dtype=np.float64)
+            except (OSError, ValueError, TypeError) as err:  # a truncated dataset, a non-numeric dtype
+                raise read_error(path, err, f"Particles[{start}:{start + chunk_size}]") from None
             _validate(path, block, start)
             yield _to_events(path, block, start, label)
 

@@ -14,7 +14,14 @@ checked per line before conversion. If anything in a chunk fails (field count, n
 NaN/inf), the chunk is re-read line by line to name the exact line and field; with
 ``on_error="skip"`` the bad lines are dropped and counted (:class:`~.errors.SkipLog`) and the good
 ones parsed. Blank lines carry no event and are ignored (counted as ``n_blank``). ``.gz`` files are
-read transparently.
+read transparently; a truncated or damaged gzip stream, or a plain file named ``.gz``, is an error.
+
+One grammar for numbers, in both paths (:data:`NUMBER`): plain ASCII decimal or scientific notation,
+``[+-]digits[.digits][(e|E)[+-]digits]`` (``947383``, ``-0.5``, ``.5``, ``5.``, ``9.47e5``). No
+spaces, no ``_`` digit separators, no non-ASCII digits (``١٢٣``, ``１２３``), no ``nan``/``inf``:
+Python's ``float()`` accepts several of these, the fast path does not, and a line is valid only if
+both would read it the same. ``event_id`` must be an integer with |value| ≤ 2^53 (the integers a
+float64 holds exactly; ``1e30`` would not fit the int64 column).
 """
 from __future__ import annotations
 
@@ -23,6 +30,8 @@ import io
 import itertools
 import logging
 import math
+import re
+import zlib
 from pathlib import Path
 from typing import Iterator
 
@@ -31,7 +40,7 @@ import pandas as pd
 
 from ..atomic import atomic_path
 from . import objects
-from .errors import DataFormatError, SkipLog, check_on_error
+from .errors import DataFormatError, SkipLog, check_file, check_on_error
 from .events import Events, concatenate
 
 log = logging.getLogger(__name__)
@@ -45,10 +54,18 @@ class _ChunkInvalid(Exception):
     """Raised by the fast path when a chunk holds something it cannot parse."""
 
 
+_GZIP_MAGIC = b"\x1f\x8b"
+
+
 def _open_binary(path: Path):
-    if not path.exists():
-        raise FileNotFoundError(f"Dark Machines file not found: {path}")
-    return gzip.open(path, "rb") if path.suffix == ".gz" else open(path, "rb")
+    check_file(path, "Dark Machines file")
+    if path.suffix != ".gz":
+        return open(path, "rb")
+    with open(path, "rb") as probe:
+        if probe.read(2) != _GZIP_MAGIC:
+            raise DataFormatError(path, "named .gz but not gzip-compressed (no gzip header); "
+                                        "rename it without .gz if it is plain text")
+    return gzip.open(path, "rb")
 
 
 def _strip(line):
@@ -68,7 +85,13 @@ for _code, _id in _CODE_TO_ID.items():
     _b = _code.encode()
     _CODE_TABLE[_b[0], _b[1] if len(_b) > 1 else 0] = _id
 _FLOAT32_MAX = float(np.finfo(np.float32).max)
+#: the largest |event_id|: every integer up to 2^53 is exact in the float64 both parsers read it as
+EVENT_ID_MAX = 2 ** 53
 _TO_NEWLINE = bytes.maketrans(b";,", b"\n\n")
+# bytes a numeric field may hold (the grammar NUMBER's alphabet); with the separators and the line end
+# they are all the fast path lets through to pandas once codes and process names are blanked. On
+# this alphabet pandas' C parser accepts exactly the strings NUMBER matches (checked by a test).
+_NUMERIC_BYTES = b"0123456789+-.eE;,\n"
 
 
 def _parse_numbers(text: bytes, expected: int) -> np.ndarray:
@@ -122,55 +145,76 @@ def _parse_fast(buf: bytes, n: int, processes: dict[str, int]) -> dict[str, np.n
     first, second_semi = semi[semi_rank == 0], semi[semi_rank == 1]
     if np.any(second_semi - first < 2):
         raise _ChunkInvalid
-    names = [buf[i + 1:j] for i, j in zip(first.tolist(), second_semi.tolist())]
-    process = np.fromiter((processes.setdefault(p.decode("utf-8", "replace"), len(processes))
-                           for p in names), np.int32, n)
     digits = a[:-3].copy()
     digits[at] = _ZERO
     digits[at[two] + 1] = _ZERO
     name_bytes = _concat_ranges(first + 1, second_semi - first - 1)
     digits[name_bytes] = _ZERO
+    text = digits.tobytes()
+    if text.translate(None, _NUMERIC_BYTES):  # a space, a quote, '_', a letter, a non-ASCII digit in a number
+        raise _ChunkInvalid
     n_total = int(n_obj.sum())
-    rows = _parse_numbers(digits.tobytes().translate(_TO_NEWLINE), 5 * (n + n_total)).reshape(-1, 5)
+    rows = _parse_numbers(text.translate(_TO_NEWLINE), 5 * (n + n_total)).reshape(-1, 5)
     offsets = np.concatenate([[0], np.cumsum(n_obj)])
     is_header = np.zeros(len(rows), bool)
     is_header[offsets[:-1] + np.arange(n)] = True
     head, body = rows[is_header], rows[~is_header]
     if not (np.isfinite(head).all() and np.isfinite(body).all()) or np.any(head[:, 0] != np.round(head[:, 0])):
         raise _ChunkInvalid
+    if np.abs(head[:, 0]).max(initial=0) > EVENT_ID_MAX:
+        raise _ChunkInvalid
     if np.abs(head[:, 3:]).max(initial=0) > _FLOAT32_MAX or np.abs(body[:, 1:]).max(initial=0) > _FLOAT32_MAX:
         raise _ChunkInvalid  # kinematics are stored as float32: larger values would become inf
+    # the chunk is valid: only now do its process names enter the reader's table
+    names = [buf[i + 1:j] for i, j in zip(first.tolist(), second_semi.tolist())]
+    process = np.fromiter((processes.setdefault(p.decode("utf-8", "replace"), len(processes))
+                           for p in names), np.int32, n)
     return dict(event_id=head[:, 0].astype(np.int64), process=process, weight=head[:, 2],
                 met=head[:, 3], met_phi=head[:, 4], offsets=offsets, obj_type=obj_type,
                 obj_e=body[:, 1], obj_pt=body[:, 2], obj_eta=body[:, 3], obj_phi=body[:, 4])
 
 
 # --------------------------------------------------------------------------- diagnosis
+#: The one grammar of a number in a Dark Machines file (both parsers): plain ASCII decimal or scientific.
+NUMBER = re.compile(r"[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?")
+_NON_FINITE = re.compile(r"[+-]?(?:nan|inf|infinity)", re.IGNORECASE)
+
+
 def _number(text: str, path, line_no: int, field: str, float32: bool = True) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise DataFormatError(path, f"cannot parse {text!r} as a number", line_no, field) from None
+    if NUMBER.fullmatch(text) is None:
+        if _NON_FINITE.fullmatch(text.strip()):
+            raise DataFormatError(path, f"non-finite value {text!r}", line_no, field)
+        raise DataFormatError(path, f"cannot parse {text!r} as a number (plain ASCII decimal or scientific "
+                                    "notation only, e.g. 947383 or 9.47383e5)", line_no, field)
+    value = float(text)
     if not math.isfinite(value):
-        raise DataFormatError(path, f"non-finite value {text!r}", line_no, field)
+        raise DataFormatError(path, f"non-finite value {text!r} (beyond float64)", line_no, field)
     if float32 and abs(value) > _FLOAT32_MAX:
         raise DataFormatError(path, f"value {text!r} overflows float32 storage", line_no, field)
     return value
 
 
-def diagnose_line(line: str, path, line_no: int) -> None:
-    """Check one line field by field; raise :class:`DataFormatError` naming the first defect."""
+def _check_line(line: str, path, line_no: int):
+    """Parse one line (as read, line end and trailing ';' included) field by field: ``(header, objects)``
+    with ``header = (event_id, process_id, weight, MET, METphi)`` and ``objects`` a list of
+    ``(type id, E, pt, eta, phi)``; raise :class:`DataFormatError` naming the first defect."""
     fields = _strip(line).split(";")
     if len(fields) < 5:
         raise DataFormatError(path, f"expected at least 5 ';'-separated fields ({';'.join(HEADER_FIELDS)}),"
                                     f" found {len(fields)}", line_no)
-    if _number(fields[0], path, line_no, "field 1 (event_id)", float32=False) % 1:
+    event_id = _number(fields[0], path, line_no, "field 1 (event_id)", float32=False)
+    if event_id % 1:
         raise DataFormatError(path, f"event_id {fields[0]!r} is not an integer", line_no, "field 1 (event_id)")
+    if abs(event_id) > EVENT_ID_MAX:
+        raise DataFormatError(path, f"event_id {fields[0]!r} is outside the integer range read exactly "
+                                    f"(|event_id| <= 2^53 = {EVENT_ID_MAX})", line_no, "field 1 (event_id)")
     if not fields[1] or "," in fields[1]:
         raise DataFormatError(path, f"process_id {fields[1]!r} is empty or contains ','", line_no,
                               "field 2 (process_id)")
+    header = [int(event_id), fields[1]]
     for k in (2, 3, 4):
-        _number(fields[k], path, line_no, f"field {k + 1} ({HEADER_FIELDS[k]})", float32=k > 2)
+        header.append(_number(fields[k], path, line_no, f"field {k + 1} ({HEADER_FIELDS[k]})", float32=k > 2))
+    found = []
     for j, text in enumerate(fields[5:], start=1):
         where = f"field {j + 5} (object {j})"
         parts = text.split(",")
@@ -180,8 +224,30 @@ def diagnose_line(line: str, path, line_no: int) -> None:
         if parts[0] not in _CODE_TO_ID:
             raise DataFormatError(path, f"unknown object code {parts[0]!r} (known: "
                                         f"{' '.join(objects.DARKMACHINES_CODES)})", line_no, where)
-        for name, value in zip(OBJECT_FIELDS[1:], parts[1:]):
+        found.append((_CODE_TO_ID[parts[0]], *(
             _number(value, path, line_no, f"field {j + 5} (object {j} {parts[0]!r} {name})")
+            for name, value in zip(OBJECT_FIELDS[1:], parts[1:]))))
+    return tuple(header), found
+
+
+def diagnose_line(line: str, path, line_no: int) -> None:
+    """Check one line (as read from the file: its line end and its one trailing ';' are dropped here)
+    field by field; raise :class:`DataFormatError` naming the first defect. A line passes exactly when
+    the vectorised reader accepts it."""
+    _check_line(line, path, line_no)
+
+
+def _arrays_of(parsed: list, processes: dict[str, int]) -> dict[str, np.ndarray]:
+    """The reader's arrays from lines parsed by :func:`_check_line` (what the fast path returns)."""
+    heads = [head for head, _ in parsed]
+    objs = [o for _, found in parsed for o in found]
+    body = np.array(objs, np.float64).reshape(-1, 5)
+    offsets = np.concatenate([[0], np.cumsum([len(found) for _, found in parsed])]).astype(np.int64)
+    return dict(event_id=np.array([h[0] for h in heads], np.int64),
+                process=np.array([processes.setdefault(h[1], len(processes)) for h in heads], np.int32),
+                weight=np.array([h[2] for h in heads], np.float64), met=np.array([h[3] for h in heads]),
+                met_phi=np.array([h[4] for h in heads]), offsets=offsets, obj_type=body[:, 0].astype(np.int8),
+                obj_e=body[:, 1], obj_pt=body[:, 2], obj_eta=body[:, 3], obj_phi=body[:, 4])
 
 
 # --------------------------------------------------------------------------- reader
@@ -216,10 +282,13 @@ class DarkMachinesReader:
     def chunks(self, chunk_size: int = 100_000) -> Iterator[Events]:
         """Yield :class:`Events` of at most ``chunk_size`` events; memory holds one chunk of lines."""
         if chunk_size < 1:
-            raise ValueError("chunk_size must be >= 1")
+            raise ValueError(f"chunk_size must be >= 1, got {chunk_size}")
         with _open_binary(self.path) as handle:
             while True:
-                raw = list(itertools.islice(handle, chunk_size))
+                try:
+                    raw = list(itertools.islice(handle, chunk_size))
+                except (EOFError, OSError, zlib.error) as err:  # a truncated or damaged gzip stream
+                    raise self._damaged(err) from None
                 if not raw:
                     return
                 first = self.lines_read + 1
@@ -229,32 +298,34 @@ class DarkMachinesReader:
                 if len(events):
                     yield events
 
+    def _damaged(self, error: BaseException) -> DataFormatError:
+        """The error for a gzip stream that breaks off: re-read to the break to name the line."""
+        complete = 0
+        try:
+            with gzip.open(self.path, "rb") as handle:
+                for line in handle:
+                    if not line.endswith(b"\n"):
+                        break
+                    complete += 1
+        except (EOFError, OSError, zlib.error):
+            pass
+        return DataFormatError(self.path, f"gzip data is truncated or corrupt ({error}); {complete:,} complete "
+                                          "line(s) precede the damage", complete + 1)
+
     def _parse_chunk(self, raw: list[bytes], first_line: int) -> Events:
         lines = [_strip(line) for line in raw]
-        numbers = [first_line + k for k, line in enumerate(lines) if line.strip()]
-        if len(numbers) != len(lines):
-            lines = [line for line in lines if line.strip()]
+        kept = [k for k, line in enumerate(lines) if line.strip()]
+        if len(kept) != len(lines):
+            lines = [lines[k] for k in kept]
         self.skipped.n_blank += len(raw) - len(lines)
         chunk_log = SkipLog()
         try:
             arrays = self._fast(lines)
         except _ChunkInvalid:
-            good = []
-            for line, line_no in zip(lines, numbers):
-                try:
-                    diagnose_line(line.decode("utf-8", "replace"), self.path, line_no)
-                    good.append(line)
-                except DataFormatError as err:
-                    if self.on_error == "raise":
-                        raise
-                    chunk_log.add(err)
-            if len(good) == len(lines):  # the fast path and the diagnosis disagree: a bug, say so
-                raise DataFormatError(self.path, "chunk failed to parse but no line was found at fault",
-                                      f"{first_line}-{first_line + len(raw) - 1}", where="lines")
-            arrays = self._fast(good)
+            arrays = self._line_by_line([(first_line + k, raw[k]) for k in kept], chunk_log)
         self.skipped.merge(chunk_log)
         if chunk_log.n_skipped:
-            log.warning("%s: %s", self.path, chunk_log.summary())
+            log.info("%s: %s", self.path, chunk_log.summary())
         if arrays is None:
             events = Events.empty(unit="MeV", with_label=self.label is not None)
         else:
@@ -266,6 +337,26 @@ class DarkMachinesReader:
 
     def _fast(self, lines: list[bytes]):
         return _parse_fast(b"\n".join(lines) + b"\n", len(lines), self._processes) if lines else None
+
+    def _line_by_line(self, numbered: list, chunk_log: SkipLog):
+        """A chunk the fast path refused: check each ``(line number, raw line)``, raise at the first bad
+        one or (``skip``) count it, and return the arrays of the good ones."""
+        good, parsed = [], []
+        for line_no, line in numbered:
+            try:
+                parsed.append(_check_line(line.decode("utf-8", "replace"), self.path, line_no))
+                good.append(_strip(line))
+            except DataFormatError as err:
+                if self.on_error == "raise":
+                    raise
+                chunk_log.add(err)
+        if not good:
+            return None
+        try:
+            return self._fast(good)
+        except _ChunkInvalid:  # cannot happen while both paths share one grammar; the checked values are right
+            log.debug("%s: fast path refused lines the line checker accepted", self.path)
+            return _arrays_of(parsed, self._processes)
 
 
 def iter_darkmachines(path, chunk_size: int = 100_000, *, unit: str = "MeV", on_error: str = "raise",
@@ -280,6 +371,8 @@ def iter_darkmachines(path, chunk_size: int = 100_000, *, unit: str = "MeV", on_
     finally:
         if skipped is not None:
             skipped.merge(reader.skipped)
+        elif reader.skipped.n_skipped:
+            log.warning("%s: %s", reader.path, reader.skipped.summary())
 
 
 def read_darkmachines(path, *, unit: str = "MeV", on_error: str = "raise", label: int | None = None,
@@ -290,6 +383,8 @@ def read_darkmachines(path, *, unit: str = "MeV", on_error: str = "raise", label
     """
     reader = DarkMachinesReader(path, unit=unit, on_error=on_error, label=label)
     parts = list(reader.chunks(chunk_size))
+    if reader.skipped.n_skipped:
+        log.warning("%s: %s", reader.path, reader.skipped.summary())
     events = concatenate(parts) if parts else Events.empty(unit=unit, with_label=label is not None)
     events.meta.update(source=str(reader.path), format="darkmachines", n_skipped=reader.skipped.n_skipped,
                        n_blank=reader.skipped.n_blank, skip_log=reader.skipped)

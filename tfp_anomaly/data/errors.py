@@ -1,8 +1,10 @@
 """Errors for malformed input, and the skip log used by ``on_error="skip"``."""
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
+from pathlib import Path
 
 
 class DataFormatError(ValueError):
@@ -72,3 +74,50 @@ def check_on_error(on_error: str) -> str:
     if on_error not in ON_ERROR:
         raise ValueError(f"on_error must be one of {ON_ERROR}, got {on_error!r}")
     return on_error
+
+
+def check_file(path, what: str = "file") -> Path:
+    """``path`` as a :class:`~pathlib.Path` after checking that it names a readable regular file.
+
+    A missing path raises :class:`FileNotFoundError` (``"<what> not found: <path>"``); a directory or an
+    unreadable file raises :class:`DataFormatError` naming it, before any reader touches it.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"{what} not found: {path}")
+    if path.is_dir():
+        raise DataFormatError(path, "is a directory, not a file")
+    if not os.access(path, os.R_OK):
+        raise DataFormatError(path, "cannot be read (permission denied)")
+    return path
+
+
+def _first_line(error: BaseException) -> str:
+    text = str(error).strip()
+    return text.splitlines()[0] if text else type(error).__name__
+
+
+@contextlib.contextmanager
+def open_hdf5(path, what: str = "HDF5 file"):
+    """``h5py.File(path, "r")`` as a context manager; a file HDF5 cannot open (truncated, corrupt, not
+    HDF5 at all) raises :class:`DataFormatError` saying so, instead of h5py's ``OSError``."""
+    import h5py
+
+    path = check_file(path, what)
+    try:
+        handle = h5py.File(path, "r")
+    except OSError as err:
+        try:
+            signed = h5py.is_hdf5(path)
+        except OSError:
+            signed = False
+        wrong = "truncated or corrupt HDF5 file" if signed else "not an HDF5 file (no HDF5 signature), or truncated"
+        raise DataFormatError(path, f"cannot be read as HDF5: {wrong} ({_first_line(err)})") from None
+    with handle:
+        yield handle
+
+
+def read_error(path, error: BaseException, where: str) -> DataFormatError:
+    """The :class:`DataFormatError` for an I/O failure part-way through a file (a truncated or damaged
+    HDF5 dataset): ``where`` says what was being read."""
+    return DataFormatError(path, f"cannot read {where}: truncated or corrupt file ({_first_line(error)})")

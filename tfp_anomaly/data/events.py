@@ -183,6 +183,16 @@ class Events:
         return Events(**kw, offsets=offsets, processes=self.processes, labels=labels,
                       unit=self.unit, meta=dict(self.meta))
 
+    def select_objects(self, keep) -> "Events":
+        """A copy with only the objects where ``keep`` (an (M,) boolean mask) is True; every event stays,
+        with fewer objects (e.g. ``events.select_objects(events.obj_pt > 20)``: objects above 20, in
+        ``unit``)."""
+        keep = np.asarray(keep, bool)
+        if keep.shape != self.obj_type.shape:
+            raise IndexError(f"object mask of shape {keep.shape} for {len(self.obj_type)} objects")
+        counts = np.bincount(self.event_index[keep], minlength=len(self))
+        return self._replace(slice(None), np.flatnonzero(keep), np.concatenate([[0], np.cumsum(counts)]))
+
     # ------------------------------------------------------------------ transformations
     def to_unit(self, unit: str) -> "Events":
         """Convert energies, momenta and MET to ``unit`` ("MeV" or "GeV"); angles are unchanged."""

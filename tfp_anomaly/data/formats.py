@@ -14,6 +14,7 @@ from typing import Callable, Iterator
 
 from ..registry import Registry
 from . import adc2021, cache, darkmachines, lhco
+from .errors import DataFormatError, check_file, open_hdf5
 from .events import Events, concatenate
 
 
@@ -89,13 +90,17 @@ def get(name: str) -> Format:
 
 
 def detect(path) -> Format:
-    """The registered format of ``path``; raises naming the file when none matches."""
-    path = Path(path)
-    if not path.exists():
-        raise FileNotFoundError(f"file not found: {path}")
+    """The registered format of ``path``; raises naming the file when none matches (a directory, a
+    truncated or corrupt HDF5 file and an HDF5 file of an unknown layout each say so)."""
+    path = check_file(path)
     for fmt in FORMATS.values():
         if fmt.sniff(path):
             return fmt
+    if _is_h5(path):
+        with open_hdf5(path) as handle:  # raises "truncated or corrupt" when HDF5 cannot open it
+            keys = sorted(handle.keys())
+        raise DataFormatError(path, f"HDF5 file with top-level entries {keys[:8]}{' ...' if len(keys) > 8 else ''}: "
+                                    f"no registered layout matches; name one of {', '.join(FORMATS)} explicitly")
     raise ValueError(f"{path}: format not recognised; name one of {', '.join(FORMATS)} explicitly")
 
 

@@ -16,7 +16,7 @@ from typing import Iterable, Iterator, Sequence
 import numpy as np
 
 from . import objects
-from .errors import DataFormatError
+from .errors import DataFormatError, check_file, open_hdf5
 from .events import Events, concatenate
 
 LABEL_OF_KEY = {"bkg": 0, "sig": 1}
@@ -68,28 +68,43 @@ class FeatureTable:
                                    event_index=self.event_index[index], file_index=self.file_index[index])
 
 
+def _names(path, group, name: str, key: str) -> list[str]:
+    values = group[name][:]
+    if values.ndim != 1:
+        raise DataFormatError(path, f"has shape {values.shape}, expected a 1-D list of names", field=f"{key}/{name}")
+    return [n.decode() if isinstance(n, bytes) else str(n) for n in values]
+
+
 def _read_fixed_frame(path: Path):
     """(key, names, values, index) of the single frame in a pandas "fixed" HDFStore file."""
-    import h5py
-
-    if not path.exists():
-        raise FileNotFoundError(f"LHCO scalars file not found: {path}")
-    with h5py.File(path, "r") as handle:
+    with open_hdf5(path, "LHCO scalars file") as handle:
         keys = [k for k in handle if k in LABEL_OF_KEY]
         if len(keys) != 1:
             raise DataFormatError(path, f"expected exactly one frame named 'bkg' or 'sig', found {list(handle)}")
-        group = handle[keys[0]]
+        key = keys[0]
+        group = handle[key]
         try:
-            order = [n.decode() for n in group["axis0"][:]]
+            order = _names(path, group, "axis0", key)
+            index = group["axis1"][:]
+            if index.ndim != 1:
+                raise DataFormatError(path, f"has shape {index.shape}, expected 1-D", field=f"{key}/axis1")
             blocks = {}
             for b in range(int(group.attrs.get("nblocks", 0))):
-                items = [n.decode() for n in group[f"block{b}_items"][:]]
+                items = _names(path, group, f"block{b}_items", key)
                 values = group[f"block{b}_values"][:]
+                if values.ndim != 2 or values.shape != (len(index), len(items)):
+                    raise DataFormatError(
+                        path, f"has shape {values.shape}, expected ({len(index)}, {len(items)}): one row per "
+                              f"event of {key}/axis1 and one column per name of {key}/block{b}_items",
+                        field=f"{key}/block{b}_values")
+                if not np.issubdtype(values.dtype, np.number):
+                    raise DataFormatError(path, f"holds {values.dtype}, not numbers", field=f"{key}/block{b}_values")
                 for j, name in enumerate(items):
                     blocks[name] = values[:, j]
-            index = group["axis1"][:]
         except KeyError as exc:
-            raise DataFormatError(path, f"not a pandas fixed-format frame: missing {exc}", field=keys[0]) from None
+            raise DataFormatError(path, f"not a pandas fixed-format frame: missing {exc}", field=key) from None
+        except (OSError, AttributeError, TypeError) as exc:  # a truncated dataset, a group where data belongs
+            raise DataFormatError(path, f"cannot read the frame: truncated or corrupt ({exc})", field=key) from None
     missing = [n for n in order if n not in blocks]
     if missing:
         raise DataFormatError(path, f"columns {missing} listed in axis0 have no data block", field=keys[0])
@@ -197,6 +212,9 @@ def _need_tables():
 
 
 def _raw_to_events(path, values: np.ndarray, first_row: int) -> Events:
+    if values.ndim != 2:
+        raise DataFormatError(path, f"rows {first_row}-{first_row + len(values) - 1} have shape {values.shape[1:]}, "
+                                    f"expected {3 * N_PARTICLES} (+1 label) columns")
     ncol = values.shape[1]
     if ncol not in (3 * N_PARTICLES, 3 * N_PARTICLES + 1):
         raise DataFormatError(path, f"{ncol} columns, expected {3 * N_PARTICLES} (+1 label)")
@@ -217,29 +235,47 @@ def _raw_to_events(path, values: np.ndarray, first_row: int) -> Events:
         labels=labels, unit="GeV", meta={"source": str(path), "format": "lhco-raw"})
 
 
+def _brief(error: BaseException) -> str:
+    """An exception in one line: its class and the first line of its message."""
+    text = str(error).strip()
+    return f"{type(error).__name__}: {text.splitlines()[0]}" if text else type(error).__name__
+
+
 def iter_lhco_raw(path, chunk_size: int = 10_000, *, key: str | None = None,
                   max_events: int | None = None) -> Iterator[Events]:
     """Stream a raw LHCO file in chunks (GeV). Objects have type ``h``; E = pT cosh η (massless)."""
     _need_tables()
     import pandas as pd
 
-    path = Path(path)
-    if not path.exists():
-        raise FileNotFoundError(f"LHCO raw file not found: {path}")
-    with pd.HDFStore(path, mode="r") as store:
-        keys = store.keys()
-        key = key or (keys[0] if len(keys) == 1 else None)
-        if key is None:
-            raise DataFormatError(path, f"several frames {keys}: pass key=")
-        total = store.get_storer(key).shape[0] if hasattr(store.get_storer(key), "shape") else None
+    path = check_file(path, "LHCO raw file")
+    if chunk_size < 1:
+        raise ValueError(f"chunk_size must be >= 1, got {chunk_size}")
+    try:
+        with pd.HDFStore(path, mode="r") as store:
+            keys = store.keys()
+            key = key or (keys[0] if len(keys) == 1 else None)
+            if key is None:
+                raise DataFormatError(path, f"several frames {keys}: pass key=")
+            storer = store.get_storer(key)
+            shape = getattr(storer, "shape", None)
+            total = shape[0] if shape else None
+    except DataFormatError:
+        raise
+    except Exception as err:  # noqa: BLE001 (PyTables raises its own classes for a damaged file)
+        raise DataFormatError(path, f"cannot be read as a pandas HDF5 frame: truncated or corrupt ({_brief(err)})") from None
     stop_all = max_events if total is None else min(total, max_events or total)
     start = 0
     while stop_all is None or start < stop_all:
         stop = start + chunk_size if stop_all is None else min(start + chunk_size, stop_all)
-        frame = pd.read_hdf(path, key=key, start=start, stop=stop)
+        try:
+            frame = pd.read_hdf(path, key=key, start=start, stop=stop)
+            values = frame.to_numpy(np.float64)
+        except Exception as err:  # noqa: BLE001
+            raise DataFormatError(path, f"cannot read rows {start}-{stop - 1}: truncated, corrupt or not numeric "
+                                        f"({_brief(err)})", field=key) from None
         if frame.empty:
             return
-        yield _raw_to_events(path, frame.to_numpy(np.float64), start)
+        yield _raw_to_events(path, values, start)
         start += len(frame)
 
 

@@ -5,18 +5,38 @@ Each event becomes a fixed (rows × features) matrix: rows are object slots grou
 followed by one MET row; columns are configurable features. A boolean mask marks real slots so that
 losses can ignore padding. Objects beyond a block's cap (the lowest-pT ones) are dropped and counted.
 
+Each object goes into one block at most. Blocks are filled in order, and a block takes, per event, the
+highest-pT objects of its codes that no earlier block took, up to its cap: with
+``[("j", 4), (["b", "j"], 2)]`` the four leading jets fill the first block and the two leading of the
+remaining jets and b-jets the second (a b-jet is never a jet "again"). Blocks may therefore share
+codes: a later block collects what an earlier one had no room for.
+
+Objects of a type that no block holds, and objects beyond the caps, do not reach the model.
+:meth:`ObjectGrid.check` refuses events of which more than :data:`MAX_DROPPED_FRACTION` of the objects
+would be dropped so (a file that does not match the grid, e.g. hadron-level LHCO events, type ``h``,
+on the DarkFlow grid: every object dropped, every event MET alone), and warns, with counts, when a
+type present in the events has no block at all.
+
 The MET row holds E = pT = MET, η = 0, φ = METphi (a massless object in the transverse plane).
 """
 from __future__ import annotations
 
 import dataclasses
+import logging
 from typing import Sequence
 
 import numpy as np
 
 from ..registry import Registry
 from . import objects
+from .errors import DataFormatError
 from .events import Events
+
+log = logging.getLogger(__name__)
+
+#: The largest fraction of a file's objects the grid may drop (no block for their type, or beyond a
+#: block's cap) before :meth:`ObjectGrid.check` refuses the file as not matching the grid.
+MAX_DROPPED_FRACTION = 0.5
 
 # --------------------------------------------------------------------------- feature registry
 #: feature name -> function of (E, pT, η, φ) arrays. ``log_*`` use log1p and so depend on the unit.
@@ -53,7 +73,9 @@ class ObjectGrid:
 
     Row ``r`` of event ``n`` is one object slot: the slots come in type blocks, each block holds the
     event's objects of its codes sorted by pT descending, zero-padded to the block's cap (the
-    lowest-pT objects beyond it are dropped), and an optional last row holds the MET. Column ``f`` is
+    lowest-pT objects beyond it are dropped), and an optional last row holds the MET. Each object
+    fills one slot at most: blocks are filled in order, each from the objects no earlier block took
+    (blocks may share codes; a later one takes what an earlier one had no room for). Column ``f`` is
     feature ``features[f]`` of :data:`FEATURES` computed from the object's (E, pT, η, φ);
     ``mask[n, r]`` is True where slot ``r`` holds a real object. R = Σ caps (+ 1 with the MET row),
     F = ``len(features)``. DarkFlow's input (Caron et al., arXiv:2105.14027 §4) is the ``darkflow``
@@ -123,34 +145,93 @@ class ObjectGrid:
         labels = [f"{'/'.join(codes)}{k + 1}" for codes, cap in self.blocks for k in range(cap)]
         return labels + (["MET"] if self.met_row else [])
 
-    def transform(self, events: Events, return_overflow: bool = False):
-        """``(x, mask)`` of ``events``: ``x`` (N, R, F) float32, ``mask`` (N, R) bool; with
-        ``return_overflow`` also ``{block: number of objects dropped beyond its cap}``."""
-        n = len(events)
-        x = np.zeros((n, self.n_rows, len(self.features)), np.float32)
-        mask = np.zeros((n, self.n_rows), bool)
-        overflow = {}
+    def _place(self, events: Events):
+        """Where each object goes: ``(slots, placed)`` with ``slots`` one ``(objects, events, rows)`` index
+        triple per block and ``placed`` (M,) True for the objects that got a slot."""
         event_index = events.event_index
-        row0 = 0
+        placed = np.zeros(len(events.obj_type), bool)
+        slots, row0 = [], 0
         for codes, cap in self.blocks:
-            sel = np.flatnonzero(np.isin(events.obj_type, [objects.type_id(c) for c in codes]))
+            sel = np.flatnonzero(np.isin(events.obj_type, [objects.type_id(c) for c in codes]) & ~placed)
             ev = event_index[sel]
             order = np.lexsort((-events.obj_pt[sel], ev))  # by event, then pT descending
             sel, ev = sel[order], ev[order]
             first = np.searchsorted(ev, ev, side="left")
             rank = np.arange(len(ev)) - first  # position within the event's block
             keep = rank < cap
-            overflow["/".join(codes)] = int((~keep).sum())
-            sel, ev, rows = sel[keep], ev[keep], row0 + rank[keep]
+            placed[sel[keep]] = True
+            slots.append((sel[keep], ev[keep], row0 + rank[keep]))
+            row0 += cap
+        return slots, placed
+
+    def _last_block(self) -> np.ndarray:
+        """Per object type id, the index of the last block that holds the type (-1: none does)."""
+        last_block = np.full(len(objects.BY_ID), -1)
+        for b, (codes, _) in enumerate(self.blocks):
+            last_block[[objects.type_id(c) for c in codes]] = b
+        return last_block
+
+    def _dropped(self, events: Events, placed: np.ndarray):
+        """``(beyond caps per block, objects per type with no block)`` of the objects not ``placed``:
+        an object some block could hold counts for the last such block."""
+        block_of = self._last_block()[events.obj_type[~placed].astype(np.int64)]
+        counts = np.bincount(block_of + 1, minlength=len(self.blocks) + 1)
+        beyond = {"/".join(codes): int(counts[b + 1]) for b, (codes, _) in enumerate(self.blocks)}
+        return beyond, self.without_block(events)
+
+    def without_block(self, events: Events) -> dict:
+        """``{code: number of objects}`` of the object types in ``events`` that no block holds."""
+        counts = np.bincount(events.obj_type.astype(np.int64), minlength=len(objects.BY_ID))
+        return {objects.code_of(t): int(c) for t, c in enumerate(counts) if c and self._last_block()[t] < 0}
+
+    def transform(self, events: Events, return_overflow: bool = False):
+        """``(x, mask)`` of ``events``: ``x`` (N, R, F) float32, ``mask`` (N, R) bool; with
+        ``return_overflow`` also ``{block: number of objects dropped beyond its cap}`` (each dropped
+        object counted once; objects of a type no block holds are counted by :meth:`dropped`)."""
+        n = len(events)
+        x = np.zeros((n, self.n_rows, len(self.features)), np.float32)
+        mask = np.zeros((n, self.n_rows), bool)
+        slots, placed = self._place(events)
+        for sel, ev, rows in slots:
             cols = self._features(events.obj_e[sel], events.obj_pt[sel], events.obj_eta[sel], events.obj_phi[sel])
             x[ev, rows, :] = cols
             mask[ev, rows] = True
-            row0 += cap
         if self.met_row:
             zeros = np.zeros_like(events.met)
-            x[:, row0, :] = self._features(events.met, events.met, zeros, events.met_phi)
-            mask[:, row0] = True
-        return (x, mask, overflow) if return_overflow else (x, mask)
+            x[:, -1, :] = self._features(events.met, events.met, zeros, events.met_phi)
+            mask[:, -1] = True
+        if not return_overflow:
+            return x, mask
+        return x, mask, self._dropped(events, placed)[0]
+
+    def dropped(self, events: Events) -> dict:
+        """What of ``events`` the grid leaves out: ``{"objects": M, "placed": ..., "beyond_caps": {block:
+        n}, "no_block": {code: n}}`` (each object counted once)."""
+        _, placed = self._place(events)
+        beyond, homeless = self._dropped(events, placed)
+        return {"objects": int(len(placed)), "placed": int(placed.sum()), "beyond_caps": beyond, "no_block": homeless}
+
+    def check(self, events: Events, source, max_dropped: float = MAX_DROPPED_FRACTION) -> dict:
+        """Refuse ``events`` (read from ``source``, named in the error) when more than ``max_dropped`` of
+        their objects fall outside the grid; log a warning with counts when objects of a type no block
+        holds are dropped at all. Returns :meth:`dropped`."""
+        counts = self.dropped(events)
+        total, lost = counts["objects"], counts["objects"] - counts["placed"]
+        homeless = ", ".join(f"{n:,} of type {code!r} ({objects.BY_CODE[code].name})"
+                             for code, n in counts["no_block"].items())
+        codes = ", ".join(dict.fromkeys(c for block, _ in self.blocks for c in block))
+        if total and lost > max_dropped * total:
+            beyond = sum(counts["beyond_caps"].values())
+            parts = ([f"{homeless} have no block (the grid's blocks hold {codes})"] if homeless else []) + \
+                    ([f"{beyond:,} lie beyond the blocks' caps"] if beyond else [])
+            raise DataFormatError(source, f"{lost:,} of {total:,} objects ({lost / total:.0%}) fall outside the object "
+                                          f"grid, more than {max_dropped:.0%}: {'; '.join(parts)}. The file does not "
+                                          "match the grid: use a grid whose blocks hold these objects, or a file of "
+                                          "the kind the grid was made for")
+        if homeless:
+            log.warning("%s: %s objects dropped: %s have no block in the object grid (its blocks hold %s)",
+                        source, f"{sum(counts['no_block'].values()):,}", homeless, codes)
+        return counts
 
     def _features(self, e, pt, eta, phi) -> np.ndarray:
         return np.stack([FEATURES[f](e, pt, eta, phi) for f in self.features], axis=-1)

@@ -1,4 +1,5 @@
-"""Deterministic, seeded splits of the background into train / validation / test.
+"""Deterministic, seeded splits of the background into train / validation / test, and the subset
+``data.max_events`` keeps.
 
 Signals are never split: they are kept whole for testing. The same ``seed`` and sizes always give
 the same indices (NumPy ``default_rng``), independent of any global random state.
@@ -52,3 +53,25 @@ def split_background(data, fractions: Sequence[float] = (0.6, 0.2, 0.2), seed: i
     ``{"x", "mask"}``) into ``{"train", "val", "test"}`` with :func:`split_indices`."""
     split = split_indices(arrays.n_events(data), fractions, seed)
     return {name: arrays.take(data, index) for name, index in split.parts().items()}
+
+
+#: ``data.subset``: which events ``data.max_events`` keeps. ``random``: a random subset seeded by
+#: ``split.seed``, kept in file order (a file stored process by process, as the embedded background,
+#: still gives every process its share); ``first``: the first N events of the files as read.
+SUBSETS = ("random", "first")
+#: the subset of a configuration without ``data.subset``: every run written before the key existed
+#: took the first N events, and must read the same events again to be scored.
+LEGACY_SUBSET = "first"
+
+
+def subset_indices(n: int, max_events: int, how: str = "random", seed: int = 0) -> np.ndarray:
+    """Sorted indices of the ``max_events`` of ``n`` events that ``data.max_events`` keeps: a uniform
+    random subset drawn with ``default_rng([seed, 1])`` (a stream of its own, not the split's), or
+    the first ``max_events`` (``how="first"``); all ``n`` when ``max_events >= n``."""
+    if how not in SUBSETS:
+        raise ValueError(f"must be one of {', '.join(SUBSETS)}, got {how!r}")
+    if max_events >= n:
+        return np.arange(n)
+    if how == "first":
+        return np.arange(max_events)
+    return np.sort(np.random.default_rng([int(seed), 1]).choice(n, int(max_events), replace=False))

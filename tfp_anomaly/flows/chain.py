@@ -29,21 +29,61 @@ def _accepted(cls, kwargs: dict) -> dict:
     return {k: v for k, v in kwargs.items() if k in names}
 
 
+def _repeat(count, item) -> int:
+    """The repeat count of a spec entry: a whole number >= 1 (``planar*0`` would make no step)."""
+    if isinstance(count, str):
+        count = count.strip()
+        count = int(count) if count.isdigit() else count
+    if isinstance(count, bool) or not isinstance(count, int) or count < 1:
+        raise ValueError(f"flow spec entry {item!r}: the repeat count must be a whole number >= 1, got {count!r}")
+    return count
+
+
 def parse_spec(spec) -> list[dict]:
-    """Normalise a spec to a list of ``{"name": ..., **kwargs}`` dicts (repetitions expanded)."""
+    """Normalise a spec to a list of ``{"name": ..., **kwargs}`` dicts (repetitions expanded). An
+    unknown flow name or a repeat count that is not a whole number >= 1 (``planar*0``) raises
+    ``ValueError``."""
     if isinstance(spec, str):
         spec = [part.strip() for part in spec.split(",") if part.strip()]
+    elif not isinstance(spec, (list, tuple)):
+        raise ValueError(f"a flow spec is a string such as 'planar*6' or a list of steps, got {spec!r}")
     steps = []
     for item in spec:
         if isinstance(item, str):
-            name, _, count = item.partition("*")
-            item = {"name": name.strip(), "repeat": int(count) if count else 1}
+            name, star, count = item.partition("*")
+            item = {"name": name.strip(), "repeat": _repeat(count, item) if star else 1}
         if not isinstance(item, dict) or "name" not in item:
             raise ValueError(f"flow spec entries are names or dicts with a 'name', got {item!r}")
         item = dict(item)
-        repeat = int(item.pop("repeat", 1))
+        repeat = _repeat(item.pop("repeat", 1), item)
         FLOWS.lookup(item["name"])  # an unknown name fails here, before any layer is made
         steps.extend(dict(item) for _ in range(repeat))
+    return steps
+
+
+def step_options(name: str) -> set[str]:
+    """The options of flow ``name`` a spec or ``step_kwargs`` may set: its constructor's keywords (over
+    the classes it extends within this package)."""
+    return constructor_keywords(FLOWS.lookup(name), package="tfp_anomaly")
+
+
+def check_options(spec, step_kwargs=None) -> list[dict]:
+    """The parsed ``spec`` (:func:`parse_spec`), after checking its options without making a layer:
+    every option of a dict entry is one its flow takes, and every one of ``step_kwargs`` is taken by at
+    least one step. Raises ``TypeError`` naming the option and the accepted ones."""
+    steps = parse_spec(spec)
+    for entry in steps:
+        known = constructor_keywords(FLOWS.lookup(entry["name"]))
+        unknown = sorted(set(entry) - known - {"name"})
+        if unknown:
+            raise TypeError(f"flow {entry['name']!r} takes no option {unknown[0]!r}; its options: "
+                            f"{', '.join(sorted(step_options(entry['name'])))}")
+    unused = sorted(set(step_kwargs or {}) - {k for entry in steps for k in _accepted(FLOWS.lookup(entry["name"]),
+                                                                                       step_kwargs or {})})
+    if unused:  # a typo must not be silently ignored
+        accepted = sorted({k for entry in steps for k in step_options(entry["name"])} - {"name"})
+        raise TypeError(f"flow option(s) {unused} are accepted by no step of {spec!r}; the steps take: "
+                        f"{', '.join(accepted) or 'no option'}")
     return steps
 
 
@@ -75,8 +115,8 @@ class FlowChain(FlowSequence):
         spec: the steps (see :func:`parse_spec`): ``"planar*6"``, ``"maf, reverse, maf"``, or a list of
             names and ``{"name": ..., **options}`` dicts.
         step_kwargs: options given to every step whose constructor accepts them (e.g.
-            ``{"amortized": True}``); one that no step accepts is an error. A dict entry's own options
-            win. Steps with a ``parity`` alternate 0, 1, 0, ... unless their entry sets it.
+            ``{"amortized": True}``); one that no step accepts is an error (:func:`check_options`). A
+            dict entry's own options win. Steps with a ``parity`` alternate 0, 1, 0, ... unless their entry sets it.
         **kwargs: ``keras.layers.Layer`` arguments.
 
     References:
@@ -86,11 +126,7 @@ class FlowChain(FlowSequence):
     def __init__(self, spec="planar*4", step_kwargs=None, **kwargs):
         super().__init__(**kwargs)
         self.step_kwargs = dict(step_kwargs or {})
-        self.spec = parse_spec(spec)
-        unused = set(self.step_kwargs) - {k for entry in self.spec
-                                          for k in _accepted(FLOWS.lookup(entry["name"]), self.step_kwargs)}
-        if unused:  # a typo must not be silently ignored
-            raise TypeError(f"flow option(s) {sorted(unused)} are accepted by no step of {spec!r}")
+        self.spec = check_options(spec, self.step_kwargs)
         self.steps = _make_steps(self.spec, self.step_kwargs)
         self.amortized = any(step.amortized for step in self.steps)
         self.has_inverse = all(step.has_inverse for step in self.steps)

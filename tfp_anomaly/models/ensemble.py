@@ -138,6 +138,11 @@ class Ensemble(ScoreTerms, keras.Model):
         return cls(**{**config, "options": options})
 
     def get_config(self):
+        options = dict(self.options)
+        if "prior" in options and not isinstance(options["prior"], (str, dict)):  # a user's tfd.Distribution
+            from ..priors import serialize_distribution
+
+            options["prior"] = serialize_distribution(options["prior"])
         return {**super().get_config(), "input_shape": list(self.event_shape), "member_type": self.member_type,
-                "size": self.ensemble_size, "options": self.options, "scaler": self.scaler_config,
+                "size": self.ensemble_size, "options": options, "scaler": self.scaler_config,
                 "seed": self.seed, **({} if self.stage == "joint" else {"stage": self.stage})}

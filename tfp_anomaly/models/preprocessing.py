@@ -47,7 +47,7 @@ def _gauss_rank(layer, x):
     edge = float(ndtri(1.0 - tail))
     inside = tf.math.ndtri(tf.clip_by_value(p, 1e-6, 1.0 - 1e-6))
     z = tf.where(p <= tail, -edge, tf.where(p >= 1.0 - tail, edge, inside))
-    scale = tf.constant(layer.scale[:, None])
+    scale = tf.constant(layer.scale[:, None].astype(q.dtype))
     z = tf.where(x_t > q_t[:, -1:], edge + tf.math.log1p(tf.maximum(x_t - q_t[:, -1:], 0.0) / scale), z)
     z = tf.where(x_t < q_t[:, :1], -edge - tf.math.log1p(tf.maximum(q_t[:, :1] - x_t, 0.0) / scale), z)
     return tf.reshape(tf.transpose(z), tf.shape(x))
@@ -93,17 +93,22 @@ class ScalerLayer(keras.layers.Layer):
         self.scale = np.asarray(scaler_config["scale"], "float32")
         self.log_columns = list(scaler_config.get("log_columns", []))
         if scaler_config.get("quantiles") is not None:
-            self.quantiles = np.asarray(scaler_config["quantiles"], "float32")
+            self.quantiles = np.asarray(scaler_config["quantiles"], "float64")
             self.tail_probability = QuantileScaler.TAIL_PROBABILITY
             self.bounds = scaler_config.get("bounds", "edge")
         self.transform = TRANSFORMS.get(scaler_config.get("name"), _affine)
 
     def call(self, x, slot_mask=None):
+        dtype = x.dtype
+        if self.transform is _gauss_rank:
+            # float64, as QuantileScaler: a tied (discrete) value must land in the middle of its band of
+            # equal quantiles, and in float32 a value or a log1p 1 ulp off the band moves it to the edge
+            x = tf.cast(x, tf.float64)
         if self.log_columns:
             columns = np.zeros(x.shape[-1], bool)
             columns[self.log_columns] = True
             x = tf.where(columns, tf.math.log1p(tf.maximum(x, 0.0)), x)
-        out = self.transform(self, x)
+        out = tf.cast(self.transform(self, x), dtype)
         if slot_mask is not None:
             out = out * tf.cast(slot_mask, out.dtype)[..., None]
         return out

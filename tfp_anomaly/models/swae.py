@@ -2,8 +2,9 @@
 
 A deterministic encoder z = e(x); loss = reconstruction + λ · SW_p^p(z_batch, prior samples), the
 sliced distance along ``num_projections`` random unit directions drawn afresh every step, and a fresh
-batch of prior samples of the same size. The prior is any of :mod:`tfp_anomaly.priors` (or a user's
-``tfd.Distribution``; such a model is saved with the prior's name only when it has one).
+batch of prior samples of the same size. The prior is any of :mod:`tfp_anomaly.priors`, or a user's
+``tfd.Distribution``, saved with the model by its class and parameters
+(:func:`tfp_anomaly.priors.serialize_distribution`).
 """
 from __future__ import annotations
 
@@ -29,8 +30,9 @@ class SWAE(Autoencoder):
     Args:
         input_shape, latent_dim, network, reconstruction, scaler, seed: as :class:`Autoencoder`.
         prior: a name of :data:`tfp_anomaly.priors.PRIORS` (``gaussian``, ``uniform``, ``ring``,
-            ``sphere``, ``mixture``, …) or a ``tfd.Distribution`` with event shape (latent_dim,)
-            (such a model cannot be saved).
+            ``sphere``, ``mixture``, …) or a ``tfd.Distribution`` with event shape (latent_dim,) (saved
+            with the model by its class and constant parameters: a public TFP class, or one registered
+            in :data:`tfp_anomaly.priors.DISTRIBUTIONS`), or its saved form (a mapping with ``class``).
         prior_kwargs: keyword arguments of the named prior.
         lam: λ, the weight of the sliced-Wasserstein term.
         num_projections: L, the number of random directions per step.
@@ -46,8 +48,13 @@ class SWAE(Autoencoder):
     def __init__(self, input_shape, prior="gaussian", prior_kwargs=None, lam=1.0, num_projections=50, p=2.0,
                  **kwargs):
         super().__init__(input_shape, **kwargs)
-        self.prior_name, self.prior_kwargs = prior, dict(prior_kwargs or {})
+        self.prior_kwargs = dict(prior_kwargs or {})
         self.prior = priors.get_prior(prior, self.latent_dim, **self.prior_kwargs)
+        self.named_prior = isinstance(prior, str)
+        # a user's distribution is shown as custom:<its name>; its log-density is scored when it has one
+        self.prior_name = prior if self.named_prior else f"custom:{self.prior.name}"
+        self.prior_log_prob = (priors.has_informative_density(prior) if self.named_prior
+                               else priors.has_log_prob(self.prior))
         self.lam, self.num_projections, self.p = float(lam), int(num_projections), float(p)
 
     def build_heads(self):
@@ -72,10 +79,11 @@ class SWAE(Autoencoder):
     def score_terms(self, inputs, seed=None) -> dict:
         """Per-event quantities for :mod:`tfp_anomaly.scoring` (deterministic): the reconstruction
         terms, ``encoding`` = ``latent`` = z and, when the prior has an informative density
-        (:func:`tfp_anomaly.priors.has_informative_density`), ``log_prior`` = log p(z)."""
+        (:func:`tfp_anomaly.priors.has_informative_density`; a user's distribution when it has a
+        ``log_prob``), ``log_prior`` = log p(z)."""
         z = self.encode(inputs, training=False).loc
         terms = {**self.reconstruction_terms(inputs, self.decoder(z, training=False)), "encoding": z, "latent": z}
-        if isinstance(self.prior_name, str) and priors.has_informative_density(self.prior_name):
+        if self.prior_log_prob:
             terms["log_prior"] = self.prior.log_prob(z)
         return terms
 
@@ -91,8 +99,6 @@ class SWAE(Autoencoder):
                                                                 "sliced_wasserstein": sw}
 
     def get_config(self):
-        if not isinstance(self.prior_name, str):
-            raise TypeError("a SWAE with a user-supplied tfd.Distribution prior cannot be serialised; "
-                            "register the prior in tfp_anomaly.priors.PRIORS and pass its name")
-        return {**super().get_config(), "prior": self.prior_name, "prior_kwargs": self.prior_kwargs,
+        prior = self.prior_name if self.named_prior else priors.serialize_distribution(self.prior)
+        return {**super().get_config(), "prior": prior, "prior_kwargs": self.prior_kwargs,
                 "lam": self.lam, "num_projections": self.num_projections, "p": self.p}

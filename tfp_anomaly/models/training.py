@@ -1,17 +1,21 @@
-"""Training that can be trusted: seeded, resumable, stopped loudly on a non-finite loss.
+"""Training that can be trusted: seeded, resumable, stopped loudly on a non-finite or diverging loss.
 
 * ``epoch_dataset``: batches of epoch e are a shuffle seeded by (seed, e), so an interrupted run that
   resumes at epoch k sees exactly the batches the uninterrupted run saw.
 * ``EpochCheckpoint``: after every epoch, the whole model (weights, optimizer state, the random
-  streams' counters) goes to ``RUN/last.keras`` and the next epoch number to ``RUN/state.json``, the
-  best so far by validation loss to ``RUN/best.keras``; each written to a temporary file and renamed.
-* ``StopOnNonFinite``: raises :class:`NonFiniteLossError` naming the epoch and step.
-* ``train(model, train, validation, run_dir, ...)``: compiles, adds the callbacks, resumes from
-  ``RUN`` when a checkpoint is there (unless ``resume=False``), logs the history to ``RUN/history.csv``;
-  a VAE's flow joins training by the chosen strategy (:func:`fit_phases`).
+  streams' counters) goes to ``RUN/last.keras`` and the next epoch number, the best validation loss
+  and the history rows to ``RUN/state.json``, one checkpoint that an interruption at any point leaves
+  resumable (:meth:`tfp_anomaly.rundir.RunDirectory.checkpoint`); the best so far by validation loss
+  to ``RUN/best.keras``; ``RUN/history.csv`` rewritten from the state's rows.
+* ``StopOnNonFinite``: raises :class:`NonFiniteLossError` naming the epoch and step at a NaN or
+  infinite loss, and :class:`DivergedLossError` at a loss beyond ``max_growth`` times the first one.
+* ``train(model, train, validation, run_dir, ...)``: holds the run directory's lock, compiles, adds
+  the callbacks, resumes from ``RUN`` when a checkpoint is there (unless ``resume=False``); a VAE's
+  flow joins training by the chosen strategy (:func:`fit_phases`).
 """
 from __future__ import annotations
 
+import contextlib
 import math
 
 import keras
@@ -25,6 +29,11 @@ from . import strategies
 
 class NonFiniteLossError(FloatingPointError):
     """Training produced a NaN or infinite loss; the message names the epoch and step."""
+
+
+class DivergedLossError(NonFiniteLossError):
+    """The training loss ran away (beyond ``max_growth`` times the first one: on its way to infinity);
+    the message names the epoch, the step and both values."""
 
 
 def _as_tensors(arrays):
@@ -57,7 +66,22 @@ def validation_dataset(arrays, batch_size: int):
 
 
 class StopOnNonFinite(keras.callbacks.Callback):
-    """Stop training at the first non-finite loss with :class:`NonFiniteLossError` naming epoch and step."""
+    """Stop training at the first non-finite loss with :class:`NonFiniteLossError`, and at a diverging
+    one with :class:`DivergedLossError`, naming epoch and step.
+
+    The loss *diverges* when it exceeds ``L0 + max_growth · max(|L0|, 1)``, ``L0`` the first loss this
+    ``fit`` logged (training losses fall from there; a KL warm-up or a flow joining raises them by
+    small factors, never by orders of magnitude); a run that explodes to 1e15 is stopped long
+    before its loss overflows to inf, and never ends "successfully". ``max_growth=None`` disables it.
+    """
+
+    def __init__(self, max_growth: float | None = 1e4):
+        super().__init__()
+        self.max_growth = max_growth
+        self.reference = None
+
+    def on_train_begin(self, logs=None):
+        self.reference = None
 
     def on_epoch_begin(self, epoch, logs=None):
         self.epoch = epoch
@@ -67,20 +91,33 @@ class StopOnNonFinite(keras.callbacks.Callback):
 
     def on_train_batch_end(self, batch, logs=None):
         value = (logs or {}).get("loss")
-        if value is not None and not np.isfinite(value):
+        if value is None:
+            return
+        value = float(value)
+        first = getattr(self, "first", batch)  # with steps_per_execution > 1 a group of steps ran
+        step = f"step {batch + 1}" if first == batch else f"steps {first + 1}-{batch + 1}"
+        where = f"at epoch {getattr(self, 'epoch', 0) + 1}, {step}"
+        if not np.isfinite(value):
             self.model.stop_training = True
-            first = getattr(self, "first", batch)  # with steps_per_execution > 1 a group of steps ran
-            step = f"step {batch + 1}" if first == batch else f"steps {first + 1}-{batch + 1}"
-            raise NonFiniteLossError(f"training loss became {value} at epoch {self.epoch + 1}, {step}; "
+            raise NonFiniteLossError(f"training loss became {value} {where}; "
                                      "lower the learning rate, enable clipnorm, or check the inputs for NaN/inf")
+        if self.reference is None:
+            self.reference = value
+        elif self.max_growth is not None and \
+                value > self.reference + self.max_growth * max(abs(self.reference), 1.0):
+            self.model.stop_training = True
+            raise DivergedLossError(f"training diverged: loss {value:.4g} {where}, more than {self.max_growth:g} "
+                                    f"times the first loss {self.reference:.4g}; lower the learning rate "
+                                    "(training.learning_rate) or enable clipnorm (training.clipnorm)")
 
 
 class EpochCheckpoint(keras.callbacks.Callback):
-    """After every epoch: the whole model to ``RUN/last.keras`` and the next epoch to ``RUN/state.json``;
-    when ``monitor`` (default ``val_loss``) improves, also ``RUN/best.keras`` (a
-    :class:`tfp_anomaly.rundir.RunDirectory`, which writes every file atomically, so an interruption
-    never leaves a half-written checkpoint). The best value so far is part of the state, so a resumed
-    run keeps comparing against it."""
+    """After every epoch: the checkpoint (the whole model to ``RUN/last.keras``, the next epoch, the
+    best value and the history rows to ``RUN/state.json``, ``RUN/history.csv``:
+    :meth:`tfp_anomaly.rundir.RunDirectory.write_checkpoint`); when ``monitor`` (default ``val_loss``)
+    improves, first ``RUN/best.keras``. Every file is written atomically and the checkpoint survives an
+    interruption at any point. The best value so far is part of the state, so a resumed run keeps
+    comparing against it."""
 
     def __init__(self, run_dir, monitor="val_loss", best=None):
         super().__init__()
@@ -88,20 +125,23 @@ class EpochCheckpoint(keras.callbacks.Callback):
         self.best = math.inf if best is None else float(best)
 
     def on_epoch_end(self, epoch, logs=None):
-        value = (logs or {}).get(self.monitor)
+        logs = logs or {}
+        value = logs.get(self.monitor)
         if value is not None and np.isfinite(value) and value < self.best:
             self.best = float(value)
             self.run.save_model(self.model, RunDirectory.BEST)
-        self.run.save_model(self.model, RunDirectory.LAST)
-        self.run.write_state(epoch + 1, None if math.isinf(self.best) else self.best, self.monitor)
+        self.run.write_checkpoint(self.model, epoch + 1, None if math.isinf(self.best) else self.best,
+                                  self.monitor, logs)
 
 
 def resume_point(run_dir) -> tuple[keras.Model | None, int]:
-    """(checkpointed model, next epoch) of ``run_dir``, or (None, 0) if there is none."""
+    """(checkpointed model, next epoch) of ``run_dir``, or (None, 0) if there is none; the checkpoint
+    checked and ``history.csv`` repaired (:meth:`tfp_anomaly.rundir.RunDirectory.checkpoint`)."""
     run = RunDirectory(run_dir)
-    if not run.has_checkpoint():
+    state = run.checkpoint()
+    if not state:
         return None, 0
-    return run.load_model(RunDirectory.LAST), int(run.read_state()["epoch"])
+    return run.load_model(RunDirectory.LAST), int(state["epoch"])
 
 
 def resolve_jit_compile(model, jit_compile="auto") -> bool:
@@ -169,24 +209,26 @@ def train(model, train_arrays, validation_arrays=None, run_dir=None, epochs=10, 
     see ``docs/benchmarks.md``). ``steps_per_execution``: steps run per call into the graph; more cuts
     the fixed cost per step (large gains at small batches), but callbacks, including the NaN guard,
     then see the logs once per group of steps. ``flow_training``, ``first_stage_epochs``: how a VAE's
-    flow posterior joins training (:mod:`tfp_anomaly.models.strategies`).
+    flow posterior joins training (:mod:`tfp_anomaly.models.strategies`). With ``run_dir``, the run
+    directory's lock is held throughout (:class:`tfp_anomaly.rundir.RunLockedError` when another
+    process trains into it) and every epoch ends in a checkpoint there.
     """
-    initial_epoch = 0
-    if run_dir is not None and resume:
-        restored, initial_epoch = resume_point(run_dir)
-        model = restored or model
-    if not model.built:
-        model.build()
-    extra = [StopOnNonFinite()]
-    if run_dir is not None and initial_epoch < epochs:
-        run = RunDirectory(run_dir)
-        run.path.mkdir(parents=True, exist_ok=True)
-        best = run.read_state().get("best") if initial_epoch > 0 else None  # a fresh run starts afresh
-        extra += [EpochCheckpoint(run, best=best),
-                  keras.callbacks.CSVLogger(str(run.file(RunDirectory.HISTORY)), append=initial_epoch > 0)]
-    compile_options = dict(learning_rate=learning_rate, clipnorm=clipnorm, jit_compile=jit_compile,
-                           steps_per_execution=steps_per_execution)
-    history = fit_phases(model, train_arrays, validation_arrays, epochs, initial_epoch, batch_size, seed,
-                         list(callbacks) + extra, verbose, shuffle, compile_options, flow_training, first_stage_epochs,
-                         recompile=getattr(model, "optimizer", None) is None or initial_epoch == 0)
+    run = None if run_dir is None else RunDirectory(run_dir)
+    with run.lock() if run is not None else contextlib.nullcontext():
+        initial_epoch = 0
+        if run is not None and resume:
+            restored, initial_epoch = resume_point(run)
+            model = restored or model
+        if not model.built:
+            model.build()
+        extra = [StopOnNonFinite()]
+        if run is not None and initial_epoch < epochs:
+            best = run.read_state().get("best") if initial_epoch > 0 else None  # a fresh run starts afresh
+            extra.append(EpochCheckpoint(run, best=best))
+        compile_options = dict(learning_rate=learning_rate, clipnorm=clipnorm, jit_compile=jit_compile,
+                               steps_per_execution=steps_per_execution)
+        history = fit_phases(model, train_arrays, validation_arrays, epochs, initial_epoch, batch_size, seed,
+                             list(callbacks) + extra, verbose, shuffle, compile_options, flow_training,
+                             first_stage_epochs,
+                             recompile=getattr(model, "optimizer", None) is None or initial_epoch == 0)
     return model, history

@@ -61,16 +61,32 @@ class ScoredRun:
 
     @classmethod
     def load(cls, path) -> "ScoredRun":
+        """The scores saved in ``path``; ``FileNotFoundError`` when it is missing, ``ValueError`` naming
+        the file when it is a directory, not HDF5 (truncated, overwritten) or not a scores file."""
         import h5py
 
         path = Path(path)
         if not path.exists():
             raise FileNotFoundError(f"scores file not found: {path} (run `tfp-anomaly score` first)")
-        with h5py.File(path, "r") as f:
-            history = json.loads(f.attrs["history"]) if "history" in f.attrs else None
-            signals = {g.attrs["name"]: _read_group(g) for g in f["signal"].values()}
-            return cls(str(f.attrs["name"]), json.loads(f.attrs["meta"]), _read_group(f["background"]), signals,
-                       _read_group(f["latent"]), history)
+        if path.is_dir():
+            raise ValueError(f"{path}: is a directory, not a scores file")
+        again = "; score the run again (tfp-anomaly score)"
+        try:
+            handle = h5py.File(path, "r")
+        except OSError as err:
+            raise ValueError(f"{path}: not a readable scores file, truncated or corrupt HDF5 "
+                             f"({' '.join(str(err).split())}){again}") from None
+        try:
+            with handle as f:
+                history = json.loads(f.attrs["history"]) if "history" in f.attrs else None
+                signals = {g.attrs["name"]: _read_group(g) for g in f["signal"].values()}
+                return cls(str(f.attrs["name"]), json.loads(f.attrs["meta"]), _read_group(f["background"]), signals,
+                           _read_group(f["latent"]), history)
+        except KeyError as err:
+            raise ValueError(f"{path}: not a scores file of tfp-anomaly score (no {err.args[0] if err.args else err}"
+                             f"){again}") from None
+        except (OSError, ValueError, TypeError) as err:
+            raise ValueError(f"{path}: damaged scores file ({' '.join(str(err).split())}){again}") from None
 
 
 def _write_group(group, arrays: dict) -> None:

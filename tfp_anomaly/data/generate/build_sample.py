@@ -28,6 +28,12 @@ from .mixture import generate_many, mixture_counts
 BACKGROUND = ["qcd", "wjets", "zjets", "ttbar"]
 SIGNALS = ["wprime_wz", "zprime_tt", "qstar"]
 
+#: what a user of the files must know, written into the manifest and the README of every build
+NOTES = ["`background.csv.gz` is stored in process order (all QCD events first, then W + jets, Z + jets, "
+         "t t̄): its first N events are QCD only. Take a part of it with `data.max_events` and "
+         "`data.subset: random` (a seeded random subset), and stream it (`stream_dataset`) only with `shuffle` "
+         "and chunks of the whole file."]
+
 
 def versions() -> dict:
     from importlib.metadata import version
@@ -62,7 +68,7 @@ def build(out: Path, background: int, signal: int, seed: int, selection: str, jo
                                       "sigma_error_pb": s.sigma_error_mb * 1e9, "efficiency": s.efficiency}
                           for s in stats_all},
             "detector": dataclasses.asdict(DetectorConfig()), "versions": versions(),
-            "seconds": round(time.perf_counter() - start, 1)}
+            "seconds": round(time.perf_counter() - start, 1), "notes": list(NOTES)}
 
 
 def readme(manifest: dict) -> str:
@@ -88,6 +94,8 @@ def readme(manifest: dict) -> str:
     lines += ["", "The background is mixed by accepted cross section σ·ε, measured by a pilot run of each process "
               "(a separate seed stream), so its composition is the Standard Model's after the selection. "
               "`manifest.json` holds the same numbers and every Pythia setting.", ""]
+    if manifest.get("notes"):
+        lines += ["Notes:", ""] + [f"* {note}" for note in manifest["notes"]] + [""]
     return "\n".join(lines)
 
 

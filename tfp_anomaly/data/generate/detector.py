@@ -12,9 +12,14 @@ Per event, from the stable final-state particles (GeV, with the B- and C-hadrons
    probability ``btag_efficiency``; else one near a C-hadron with ``ctag_mistag``; else ``light_mistag``.
 5. **Smearing**: each object's energy and pT are scaled by 1 + N(0, σ), with σ/E = a/√E ⊕ b
    (calorimeters) or σ/pT = a ⊕ b·pT (muons); η and φ unchanged.
-6. **MET**: minus the vector sum of the pT of every visible particle in acceptance, with the objects'
-   smeared momenta in place of their true ones. Before smearing, a fully visible event has MET ≈ 0
-   (up to particles beyond the calorimeter's |η|).
+6. **Thresholds after smearing**: an object is kept only if its *smeared* pT passes its type's
+   threshold, so every object written satisfies the documented cuts. Jets are clustered down to
+   ``jet_candidate_fraction`` × ``jet_pt_min`` so that jets just below the threshold can fluctuate
+   above it, as jets above it can fall below (the spectrum near the cut is not biased).
+7. **MET**: minus the vector sum of the pT of every visible particle in acceptance, with the
+   candidates' smeared momenta in place of their true ones (a candidate below its threshold after
+   smearing is still measured, only not listed as an object). Before smearing, a fully visible event
+   has MET ≈ 0 (up to particles beyond the calorimeter's |η|).
 
 Every parameter and the source of its value is in :class:`DetectorConfig`.
 """
@@ -36,7 +41,8 @@ class DetectorConfig:
       |η| = 4.9; EM calorimeter σ/E = 10%/√E ⊕ 0.7%; hadronic (jets) σ/E = 50%/√E ⊕ 3%; tracking
       to |η| = 2.5; muon spectrometer to |η| = 2.7 with σ(pT)/pT ≈ 10% at 1 TeV (here 2% ⊕ 1e-4·pT);
     * object thresholds: the Dark Machines challenge object definitions (arXiv:2105.14027): jets
-      pT > 20 GeV, |η| < 2.8; electrons and muons pT > 15 GeV; photons pT > 20 GeV;
+      pT > 20 GeV, |η| < 2.8; electrons and muons pT > 15 GeV; photons pT > 20 GeV; applied to the
+      smeared pT; jets are clustered from ``jet_candidate_fraction`` of the threshold (0.5: 10 GeV);
     * isolation: ΔR < 0.3 and 10% relative, typical of ATLAS "loose" track/calorimeter isolation;
     * b-tagging: the ATLAS MV2c10 70% working point (arXiv:1907.05120): b efficiency 0.70, c-jet
       rejection ≈ 12 (mistag 0.08), light-jet rejection ≈ 380 (0.0026), within |η| < 2.5.
@@ -45,6 +51,7 @@ class DetectorConfig:
     calorimeter_eta_max: float = 4.9
     jet_radius: float = 0.4
     jet_pt_min: float = 20.0
+    jet_candidate_fraction: float = 0.5        # jets clustered from 0.5 × jet_pt_min, cut after smearing
     jet_eta_max: float = 2.8
     electron_pt_min: float = 15.0
     electron_eta_max: float = 2.47
@@ -125,14 +132,22 @@ def _leptons_and_photons(particles, visible, pt, eta, phi, config):
     return found
 
 
+def pt_threshold(code: str, config: DetectorConfig) -> float:
+    """The pT an object of type ``code`` needs (after smearing) to be reconstructed, in GeV."""
+    return {"j": config.jet_pt_min, "b": config.jet_pt_min, "e-": config.electron_pt_min,
+            "e+": config.electron_pt_min, "m-": config.muon_pt_min, "m+": config.muon_pt_min,
+            "g": config.photon_pt_min}[code]
+
+
 def _cluster(momenta: np.ndarray, config):
-    """anti-kT jets of (n, 4) momenta: list of (4,) momenta, pT-ordered."""
+    """anti-kT jets of (n, 4) momenta with pT above ``jet_candidate_fraction × jet_pt_min``: list of
+    (4,) momenta, pT-ordered."""
     import fastjet
 
     inputs = [fastjet.PseudoJet(*map(float, m)) for m in momenta]
     definition = fastjet.JetDefinition(fastjet.antikt_algorithm, config.jet_radius)
     sequence = fastjet.ClusterSequence(inputs, definition)
-    jets = fastjet.sorted_by_pt(sequence.inclusive_jets(config.jet_pt_min))
+    jets = fastjet.sorted_by_pt(sequence.inclusive_jets(config.jet_pt_min * config.jet_candidate_fraction))
     return np.array([[j.px(), j.py(), j.pz(), j.e()] for j in jets]).reshape(-1, 4)
 
 
@@ -150,7 +165,8 @@ def _btag(jet_eta, jet_phi, particles, config, rng) -> bool:
 
 
 def reconstruct(particles: Particles, config: DetectorConfig, rng: np.random.Generator):
-    """(objects, met, met_phi): objects a list of (code, E, pT, η, φ), pT-ordered within each type."""
+    """(objects, met, met_phi): objects a list of (code, E, pT, η, φ), pT-ordered within each type,
+    each with its smeared pT above its type's threshold (:func:`pt_threshold`)."""
     pt, eta, phi = kinematics(particles.p)
     visible = ~np.isin(np.abs(particles.pid), list(INVISIBLE)) & (np.abs(eta) < config.calorimeter_eta_max)
     true_sum = particles.p[visible, :2].sum(axis=0)
@@ -170,6 +186,7 @@ def reconstruct(particles: Particles, config: DetectorConfig, rng: np.random.Gen
             sigma = resolution(code, momentum[3], o_pt, config)
             scale = max(1.0 + sigma * rng.normal(), 0.0)  # a downward fluctuation beyond −100% is zero
         shift += (scale - 1.0) * momentum[:2]
-        objects.append((code, momentum[3] * scale, o_pt * scale, o_eta, o_phi))
+        if o_pt * scale > pt_threshold(code, config):  # the cut applies to what the detector measured
+            objects.append((code, momentum[3] * scale, o_pt * scale, o_eta, o_phi))
     met_vector = -(true_sum + shift)
     return objects, float(np.hypot(*met_vector)), float(np.arctan2(met_vector[1], met_vector[0]))
