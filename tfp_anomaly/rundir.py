@@ -390,9 +390,6 @@ class RunDirectory:
                 self.write_history(rows)
         return chosen
 
-    def has_checkpoint(self) -> bool:
-        return self.model_file(self.LAST).exists() and bool(self.read_state())
-
     # ------------------------------------------------------------------ split
     def write_split(self, split: dict) -> None:
         with atomic_path(self.file(self.SPLIT)) as tmp:
