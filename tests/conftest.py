@@ -5,11 +5,15 @@ never pass by skipping. Use :func:`_need` for every file of ../shared/data a tes
 from __future__ import annotations
 
 import os
+import tempfile
 from pathlib import Path
 
 import pytest
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+# event files are read through their columnar caches (tfp_anomaly.data.store): keep the test session's
+# caches out of the user's ~/.cache, in a folder of their own (subprocesses inherit it)
+os.environ.setdefault("TFP_ANOMALY_CACHE", tempfile.mkdtemp(prefix="tfp-anomaly-test-cache-"))
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
 DM_FILE = SHARED / "darkmachines" / "monojet_Zp2000.0_DM_50.0_chan3.csv"

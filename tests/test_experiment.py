@@ -12,6 +12,7 @@ from tfp_anomaly import config as config_lib
 from tfp_anomaly import experiment, inputs, priors
 from tfp_anomaly.cli import main
 from tfp_anomaly.flows import FlowChain
+from tfp_anomaly.rundir import RunDirectory
 
 CONFIGS = Path(__file__).resolve().parents[1] / "examples" / "configs"
 TRAINING_CONFIGS = sorted(p for p in CONFIGS.glob("*.yaml") if "model" in config_lib.read_yaml(p))
@@ -120,8 +121,9 @@ def test_train_command_writes_a_complete_run_directory(tmp_path, capsys):
     assert summary["events"] == {"train": 540, "val": 180, "test": 180} and summary["epochs_done"] == 2
     data = json.loads((run / "data.json").read_text())
     assert data["background_events"] == 900 and data["signal_events_removed"] == 0
-    split = np.load(run / "split.npz")
-    assert sorted(np.concatenate([split["train"], split["val"], split["test"]])) == list(range(900))
+    split = RunDirectory(run).read_split()
+    assert sorted(np.concatenate([split.train, split.val, split.test])) == list(range(900))
+    assert np.load(run / "split.npz")["codes"].dtype == np.uint8  # one byte per event
     assert yaml.safe_load((run / "config.yaml").read_text())["model"]["flow"] == "planar*6"
     model = keras.models.load_model(run / "model.keras")
     assert model.flow is not None and model.preprocess is not None

@@ -37,7 +37,7 @@ def run_dir(tmp_path_factory):
 def _write_test_split(run_dir, path):
     """Write the run's own held-out test events to an event cache (the format `data convert` writes)."""
     table, _ = inputs.load_background(RunDirectory(run_dir).read_config())
-    write_cache([table[np.load(run_dir / "split.npz")["test"]]], path)
+    write_cache([table[RunDirectory(run_dir).read_split().test]], path)
     return path
 
 

@@ -181,31 +181,34 @@ def cmd_tune(args) -> int:
 
 
 def cmd_score(args) -> int:
-    from .evaluate import check_background_files, check_run, score_run
+    from .evaluate import check_background_files, check_run, parse_shard, score_run
     from .rundir import RunDirectory
 
+    shard = None if args.shard is None else parse_shard(args.shard)
     configs = [check_run(run_dir) for run_dir in args.run_dirs]  # a damaged run fails before any slow work
     if args.background:
         for run_dir, config in zip(args.run_dirs, configs):
             check_background_files(run_dir, args.background, config)
     signals = None
     if args.signal:
-        from .inputs import load_signals
+        from .inputs import signal_part_map
 
         for path in args.signal:
             _input_file(path, "--signal")
-        config = {**configs[0], "data": {**configs[0]["data"], "dir": None,  # named by stem
+    for run_dir, config in zip(args.run_dirs, configs):
+        if args.signal:  # the run's data options, the files named by their stems
+            config = {**config, "data": {**config["data"], "dir": None,
                                          "signals": [str(Path(f).absolute()) for f in args.signal]}}
-        signals = load_signals(config, args.max_signal_events)
-    for run_dir in args.run_dirs:
+            signals = signal_part_map(config, args.max_signal_events)
         result = score_run(run_dir, methods=args.methods if args.methods else "all", signals=signals,
                            batch_size=args.batch_size, max_signal_events=args.max_signal_events,
-                           progress=args.progress, background=args.background)
+                           progress=args.progress, background=args.background, shard=shard)
         origin = "test" if args.background is None else "independent"
+        target = RunDirectory(run_dir).scores_file if shard is None else RunDirectory(run_dir).shard_file(*shard)
         print(f"{run_dir}: {len(result.methods)} scores ({', '.join(result.methods)}) of "
               f"{len(next(iter(result.background.values()))):,} {origin} background events and "
-              f"{', '.join(f'{n} ({len(next(iter(s.values()))):,})' for n, s in result.signals.items())} "
-              f"-> {RunDirectory(run_dir).scores_file}")
+              f"{', '.join(f'{n} ({len(next(iter(s.values()))):,})' for n, s in result.signals.items())}"
+              f"{'' if shard is None else f' (shard {shard[0]} of {shard[1]})'} -> {target}")
     return 0
 
 
@@ -232,14 +235,14 @@ def cmd_export_hls(args) -> int:
 
 
 def cmd_report(args) -> int:
-    from .report import ScoredRun, write_report
+    from .report import write_report
     from .report.tables import summary_text
     from .rundir import RunDirectory
 
     _output_dir(args.out)
     if args.published:
         _input_file(args.published, "--published")
-    runs = [ScoredRun.load(RunDirectory(d).scores_file) for d in args.run_dirs]
+    runs = [RunDirectory(d).load_scores() for d in args.run_dirs]
     result = write_report(runs, args.out, published=args.published, channel=args.channel,
                           bootstrap=args.bootstrap)
     print(summary_text(result["table"]))
@@ -347,11 +350,15 @@ def build_parser() -> argparse.ArgumentParser:
                        help="signal files (default: the configuration's data.signals)")
     score.add_argument("--max-signal-events", type=int, default=None)
     score.add_argument("--batch-size", type=int, default=4096)
+    score.add_argument("--shard", default=None, metavar="I/N",
+                       help="score only shard I of N (counted from 0) into RUN/scores.shard-I-of-N.h5; "
+                            "`tfp-anomaly report` merges the shards")
     score.add_argument("--no-progress", dest="progress", action="store_false")
     score.set_defaults(func=cmd_score)
 
     report = commands.add_parser("report", help="compare scored runs: tables, plots, HTML/Markdown/CSV")
-    report.add_argument("run_dirs", nargs="+", help="run directories holding scores.h5")
+    report.add_argument("run_dirs", nargs="+", help="run directories holding scores.h5 (or every shard of "
+                        "score --shard, merged)")
     report.add_argument("--out", required=True, help="report directory")
     report.add_argument("--published", default=None, help="published results CSV (Signal,Model,Chan,AUC,1e-2,1e-3,1e-4)")
     report.add_argument("--channel", default="sample", help="the Chan value of the Dark Machines rows")

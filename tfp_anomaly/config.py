@@ -308,6 +308,11 @@ SCHEMA: dict[str, Rule] = {
     "data.on_error": OneOf(source="tfp_anomaly.data.errors:ON_ERROR"),
     "data.features": Mapping({"drop": ListOf(Text("a column name")), "recompute_tau21": BOOL}),
     "data.nonfinite": OneOf(source="tfp_anomaly.data.lhco:NONFINITE_POLICIES"),
+    "data.stream": anyof(OneOf(("auto",)), BOOL),
+    "data.chunk_events": Integer(min=1),
+    "data.fit_events": anyof(NULL, Integer(min=1)),
+    "data.weights": BOOL,
+    "data.cache_dir": anyof(NULL, Text("a folder name")),
     "grid.blocks": ListOf(Pair(anyof(OBJECT_CODE, ListOf(OBJECT_CODE, min_length=1)), Integer(min=1)), min_length=1),
     "grid.met_row": BOOL,
     "grid.features": ListOf(OneOf(source="tfp_anomaly.data.representation:FEATURES"), min_length=1),
@@ -397,9 +402,15 @@ SECTIONS: dict[str, set | None] = {
     "search": None,  # checked by tuning.search (tfp-anomaly tune); ignored by tfp-anomaly train
 }
 
+#: the ``data`` values of a run written before the key existed, as that run read its data: its first
+#: ``max_events`` events (``subset``), the scaler and the scores fitted on every training event
+#: (``fit_events``), no event weights (``weights``)
+LEGACY_DATA = {"subset": "first", "fit_events": None, "weights": False}
+
 DEFAULTS = {
     "data": {"dir": None, "format": "auto", "unit": "GeV", "max_events": None, "subset": "random",
-             "on_error": "raise", "nonfinite": "drop"},
+             "on_error": "raise", "nonfinite": "drop", "stream": "auto", "chunk_events": 1 << 18,
+             "fit_events": 500_000, "weights": True, "cache_dir": None},
     "scaler": {"name": "standard"},
     "split": {"fractions": [0.6, 0.2, 0.2], "seed": 0},
     "training": {"epochs": 20, "batch_size": 256, "learning_rate": 1e-3, "clipnorm": None, "seed": 0,
@@ -589,10 +600,8 @@ def load_resolved(path) -> dict:
     config = parse_yaml(read_text(path, "run configuration"), path)
     if not isinstance(config, dict) or not isinstance(config.get("model"), dict):
         raise ConfigError(f"{path}: not the configuration of a run (a mapping with a 'model' section)")
-    if isinstance(config.get("data"), dict):  # runs written before data.subset read their first events
-        from .data.splits import LEGACY_SUBSET
-
-        config["data"].setdefault("subset", LEGACY_SUBSET)
+    if isinstance(config.get("data"), dict):  # runs written before these keys existed
+        config["data"] = {**LEGACY_DATA, **config["data"]}
     config = merge(DEFAULTS, config)
     check(config, str(path))
     return config

@@ -17,8 +17,9 @@ import numpy as np
 
 from . import config as config_lib
 from .data import arrays
-from .inputs import file_format, load_signals, model_input, prepare_data, read_background
-from .report.results import LATENT_ROWS, ScoredRun
+from .inputs import background_part, file_format, model_input, prepare_data, read_background, signal_part_map
+from .report.results import LATENT_ROWS, ScoredRun, scores_writer
+from .streaming import MemoryPart
 from .rundir import RunDirectory
 from .scoring import Scorer, member_terms
 
@@ -121,53 +122,164 @@ def check_columns(run: RunDirectory, table, paths) -> None:
 
 
 def background_input(run: RunDirectory, config: dict, background) -> tuple:
-    """(model input, meta) of an independent ``background``: files (read, label-1 events removed and
-    counted, put on the run's grid or feature matrix) or model input as given; checked against the run."""
+    """(part, meta) of an independent ``background``: files (label-1 events removed and counted, read
+    chunk by chunk on the run's grid or feature matrix) or model input as given; checked against the run."""
     shape = run.input_shape()
     if isinstance(background, (dict, np.ndarray)):
         check_input(background, shape, "background")
-        return background, {"background": "model input given to score_run"}
+        return MemoryPart(background), {"background": "model input given to score_run"}
     paths = check_background_files(run, background, config, shape)
-    table, removed = read_background(config, paths)
-    check_columns(run, table, paths)
-    x = model_input(config, table)
-    check_input(x, shape, ", ".join(str(p) for p in paths))
-    return x, {"background": [str(p.resolve()) for p in paths], "background_signal_events_removed": removed}
+    if input_kind(shape) == "table":
+        table, _ = read_background(config, paths)
+        check_columns(run, table, paths)
+    part, removed = background_part(config, paths)
+    return part, {"background": [str(p.resolve()) for p in paths], "background_signal_events_removed": removed}
+
+
+def parse_shard(text: str) -> tuple[int, int]:
+    """``"I/N"`` → (I, N) with 0 ≤ I < N (``score --shard``); a ValueError naming the option otherwise."""
+    index, _, count = str(text).partition("/")
+    try:
+        index, count = int(index), int(count)
+    except ValueError:
+        raise ValueError(f"--shard {text}: expected I/N, e.g. 0/4 (shard I of N, counted from 0)") from None
+    if not 0 <= index < count:
+        raise ValueError(f"--shard {text}: expected 0 <= I < N")
+    return index, count
+
+
+def shard_range(n: int, batch_size: int, shard: tuple[int, int] | None) -> tuple[int, int]:
+    """The events [first, stop) of a sample of ``n`` events that ``shard`` (I, N) scores: the I-th of N
+    near-equal runs of whole batches, so that the shards together score every event exactly as one
+    process does (:func:`tfp_anomaly.scoring.compute_terms`)."""
+    if shard is None:
+        return 0, n
+    index, count = shard
+    batches = -(-n // batch_size)
+    first, stop = batches * index // count, batches * (index + 1) // count
+    return min(first * batch_size, n), min(stop * batch_size, n)
+
+
+def _as_part(config: dict, sample):
+    """A signal given to :func:`score_run` as events, a feature table or model input, as a part."""
+    if isinstance(sample, (dict, np.ndarray)):
+        return MemoryPart(sample)
+    if hasattr(sample, "chunks"):
+        return sample
+    weights = sample.weight if config["data"].get("weights") and hasattr(sample, "weight") else None
+    ids = getattr(sample, "event_id", None)
+    return MemoryPart(model_input(config, sample), weights, ids)
+
+
+def _check_part(part, shape: tuple, source: str) -> None:
+    if part.n_events == 0:
+        raise ValueError(f"{source}: no {'background ' if source == 'background' else ''}event to score")
+    first = next(part.chunks(1))
+    check_input(first.inputs, shape, source)
+
+
+def score_part(model, scorer: Scorer, part, shard=None, progress: bool = False):
+    """Score the events of ``part`` that ``shard`` (I, N) falls on (all without), chunk by chunk: yields
+    ``(chunk, scores, terms)``; batches are numbered from the sample's start, so any chunking and any
+    sharding gives the scores of one pass (:func:`tfp_anomaly.scoring.compute_terms`)."""
+    from .streaming import rechunk
+
+    n, size = part.n_events, scorer.batch_size
+    rows = min(size, n)
+    first, stop = shard_range(n, rows, shard)
+    chunk_events = max(1, (1 << 18) // rows) * rows
+    bar = _progress_bar(stop - first) if progress else None
+    done = 0
+    for chunk in rechunk(part.events(first, stop, chunk_events), chunk_events):
+        terms = scorer.terms(model, chunk.inputs, first_batch=(first + done) // rows, rows=rows)
+        yield chunk, scorer.score(model, chunk.inputs, terms=terms), terms
+        done += len(chunk.event_id)
+        if bar is not None:
+            bar.update(done)
+
+
+def _progress_bar(n):
+    from keras.utils import Progbar
+
+    return Progbar(n, unit_name="event")
 
 
 def score_run(run_dir, methods="all", signals: dict | None = None, name: str | None = None,
               batch_size: int = 4096, seed: int = 0, max_signal_events: int | None = None,
-              progress: bool = False, background=None) -> ScoredRun:
+              progress: bool = False, background=None, shard: tuple[int, int] | None = None) -> ScoredRun:
     """Score the run in ``run_dir``; ``signals`` ({name: Events/FeatureTable/array}) default to the
     configuration's ``data.signals``. ``background`` (files, or model input {"x", "mask"} / array) is
-    scored instead of the run's test split; the scores are fitted on the training background either way.
+    scored instead of the run's test split; the scores are fitted on the training background either way
+    (the events of :func:`tfp_anomaly.streaming.fit_rows`). Every sample is read and scored chunk by
+    chunk and written as it goes (files larger than memory, ``data.stream``), with each event's id,
+    file and weight. ``shard`` (I, N): score only the I-th of N runs of batches of every sample and
+    write ``scores.shard-I-of-N.h5`` (:func:`tfp_anomaly.report.results.merge` joins them).
     Returns the :class:`ScoredRun` (also saved as ``scores.h5``)."""
     run = RunDirectory(run_dir)
     config = check_run(run)
+    shape = run.input_shape()
     independent = None if background is None else background_input(run, config, background)
     model = run.load_model()
     prepared = prepare_data(config)
     run.check_split(prepared.split)
-    scorer = Scorer(methods, batch_size=batch_size, seed=seed).fit(model, prepared.parts["train"], progress=progress)
-    signals = load_signals(config, max_signal_events) if signals is None else signals
+    scorer = Scorer(methods, batch_size=batch_size, seed=seed).fit(model, prepared.fit, progress=progress)
+    if signals is None:
+        signals = signal_part_map(config, max_signal_events)
+    else:
+        signals = {n: _as_part(config, s) for n, s in signals.items()}
+        if max_signal_events:
+            signals = {n: _limited(p, max_signal_events) for n, p in signals.items()}
     if not signals:
         raise ValueError(f"{run}: no signal to score: set data.signals in the configuration or pass --signal")
-    x_background, origin = independent or (prepared.parts["test"], {"background": TEST_SPLIT})
-    samples = {"background": x_background,
-               **{n: (s if isinstance(s, (dict, np.ndarray)) else model_input(config, s)) for n, s in signals.items()}}
-    shape = run.input_shape()
-    for sample, x in list(samples.items())[1:]:  # every signal fits the model before the first is scored
-        check_input(x, shape, f"signal {sample!r}")
-    scores, latent = {}, {}
-    for sample, x in samples.items():
-        terms = scorer.terms(model, x, progress=progress)
-        scores[sample] = scorer.score(model, x, terms=terms)
-        first = member_terms(terms, 0) if getattr(model, "ensemble_size", 1) > 1 else terms  # plots: member 0
-        latent[sample] = first["latent"][:LATENT_ROWS]
+    x_background, origin = independent or (prepared.part("test"), {"background": TEST_SPLIT})
+    for sample, part in signals.items():  # every signal fits the model before the first is scored
+        _check_part(part, shape, f"signal {sample!r}")
+    samples = {"background": x_background, **signals}
+    scorer_config = scorer.get_config()
     meta = {**describe(model, config, run.read_summary()), "run_dir": str(run), **origin,
-            "encoder_only": sorted(n for n, m in scorer.methods.items() if m.encoder_only)}
-    background = scores.pop("background")
-    result = ScoredRun(name or run.name, meta, background, scores, latent, run.read_history())
-    result.save(run.scores_file)
-    run.write_scorer(scorer.get_config())
-    return result
+            "encoder_only": sorted(n for n, m in scorer.methods.items() if m.encoder_only),
+            "files": _files(prepared, origin, signals), "scorer_digest": _digest(scorer_config)}
+    if shard is not None:
+        meta["shard"] = {"index": shard[0], "count": shard[1]}
+    path = run.scores_file if shard is None else run.shard_file(*shard)
+    latent = {}
+    with scores_writer(path) as writer:
+        for sample, part in samples.items():
+            rows = []
+            for chunk, scores, terms in score_part(model, scorer, part, shard, progress):
+                writer.append(sample, scores, chunk.event_id, chunk.file, chunk.weights)
+                first = member_terms(terms, 0) if getattr(model, "ensemble_size", 1) > 1 else terms  # plots: member 0
+                if sum(len(r) for r in rows) < LATENT_ROWS:
+                    rows.append(first["latent"][:LATENT_ROWS])
+            latent[sample] = np.concatenate(rows)[:LATENT_ROWS] if rows else np.zeros((0, model.latent_dim))
+        writer.finish(name or run.name, meta, latent, run.read_history())
+    if shard is None:
+        run.write_scorer(scorer_config)
+    return ScoredRun.load(path)
+
+
+def _limited(part, limit: int):
+    from .streaming import MemoryPart as Memory
+
+    if isinstance(part, Memory):
+        index = slice(0, min(part.n_events, int(limit)))
+        return Memory(arrays.take(part.inputs, index), None if part.weights is None else part.weights[index],
+                      part.event_id[index], part.file[index])
+    part.n_events = min(part.n_events, int(limit))
+    return part
+
+
+def _files(prepared, origin: dict, signals: dict) -> dict:
+    """The files each sample's ``file`` numbers refer to."""
+    files = {"background": origin["background"] if isinstance(origin["background"], list)
+             else prepared.report.get("files", [])}
+    for name, part in signals.items():
+        files[name] = [str(p) for p in getattr(getattr(part, "files", None), "paths", [])]
+    return files
+
+
+def _digest(state: dict) -> str:
+    import hashlib
+    import json
+
+    return hashlib.sha256(json.dumps(state, sort_keys=True, default=str).encode()).hexdigest()[:16]

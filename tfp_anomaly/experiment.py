@@ -196,7 +196,7 @@ def _fit(config: dict, run: RunDirectory, model, prepared, callbacks):
     from .models.training import train
 
     training = config["training"]
-    return train(model, prepared.parts["train"], prepared.parts["val"], run_dir=run,
+    return train(model, prepared.training_part("train"), prepared.training_part("val"), run_dir=run,
                  epochs=int(training["epochs"]), batch_size=int(training["batch_size"]),
                  seed=int(training["seed"]), learning_rate=float(training["learning_rate"]),
                  clipnorm=training["clipnorm"], verbose=training["verbose"], jit_compile=training["jit_compile"],
@@ -304,6 +304,6 @@ def _train_and_summarise(config: dict, run: RunDirectory, model, prepared, callb
                "best_val_loss": state.get("best"), "events": prepared.report["split"]}
     if has_latent_posterior(model):
         seed = int(config["training"]["seed"])
-        summary["diagnostics"] = latent_diagnostics(model, prepared.parts["val"], seed=seed)
+        summary["diagnostics"] = latent_diagnostics(model, prepared.sample("val"), seed=seed)
     run.write_json(run.SUMMARY, summary)
     return summary

@@ -33,7 +33,8 @@ from . import config as config_lib
 from .data import (DataFormatError, FeatureTable, ObjectGrid, Scaler, SkipLog, arrays, concatenate, formats,
                    get_scaler, load_sample, read_lhco_scalars, split_indices)
 from .data.sample import manifest as sample_manifest
-from .data.splits import LEGACY_SUBSET, SUBSETS, subset_indices  # noqa: F401 (SUBSETS: data.subset's values)
+from .data.splits import LEGACY_SUBSET, PARTS, SUBSETS, Split, subset_indices
+from .streaming import UNUSED, EventFiles, MemoryPart, StreamedPart, fit_rows, select_background
 
 log = logging.getLogger(__name__)
 
@@ -55,19 +56,56 @@ class Prepared:
     """The background of a configuration, split and ready for the model.
 
     Args:
-        parts: ``{"train", "val", "test"}`` → model input of that part: ``{"x": (N, S, F), "mask": (N, S)}``
-            for events on the object grid, an (N, F) array for a feature table.
+        parts: ``{"train", "val", "test"}`` → that part: in memory its model input (``{"x": (N, S, F),
+            "mask": (N, S)}`` for events on the object grid, an (N, F) array for a feature table);
+            streamed a :class:`tfp_anomaly.streaming.StreamedPart`.
         input_shape: the shape of one event, ``(S, F)`` or ``(F,)``.
-        scaler: the scaler fitted on the training part.
-        split: ``{"train", "val", "test"}`` → the indices of each part in the background read.
+        scaler: the scaler fitted on :attr:`fit`.
+        split: the :class:`tfp_anomaly.data.Split` of the background read.
         report: what was read: files, events, events removed, objects beyond the grid's caps, the split.
+        fit: model input of the training events the scaler and the scores are fitted on
+            (:func:`tfp_anomaly.streaming.fit_rows`: at most ``data.fit_events``, all when fewer).
+        weights: in memory, ``{part: (N,) event weights}`` with ``data.weights`` (None without);
+            streamed, each part carries its own.
+        ids: in memory, ``{part: (event ids, file numbers)}``; the files are ``report["files"]``.
+        streamed: whether the parts are streamed (``data.stream``).
     """
 
     parts: dict
     input_shape: tuple
     scaler: Scaler
-    split: dict
+    split: Split
     report: dict
+    fit: object = None
+    weights: dict | None = None
+    ids: dict | None = None
+    streamed: bool = False
+
+    def training_part(self, name: str):
+        """The part ``name`` for :func:`tfp_anomaly.models.training.train`: the streamed part, or a
+        :class:`tfp_anomaly.data.parts.ArrayPart` of the model input and weights in memory."""
+        if self.streamed:
+            return self.parts[name]
+        try:  # TEMPORARY until data.parts lands
+            from .data.parts import ArrayPart
+        except ImportError:
+            return self.parts[name]
+
+        return ArrayPart(self.parts[name], None if self.weights is None else self.weights[name])
+
+    def sample(self, name: str, limit: int = 500_000):
+        """Model input of (at most ``limit`` of the first) events of part ``name``, in memory."""
+        if not self.streamed:
+            return arrays.head(self.parts[name], limit)
+        return next(self.parts[name].chunks(limit)).inputs if self.parts[name].n_events else None
+
+    def part(self, name: str):
+        """The part ``name`` as something to train on or score chunk by chunk: the streamed part, or a
+        :class:`tfp_anomaly.streaming.MemoryPart` of the model input held in memory."""
+        if self.streamed:
+            return self.parts[name]
+        event_id, file = self.ids[name] if self.ids else (None, None)
+        return MemoryPart(self.parts[name], None if self.weights is None else self.weights[name], event_id, file)
 
 
 def resolve_paths(config: dict, files, key: str) -> list[Path]:
@@ -119,21 +157,40 @@ def read_files(config: dict, paths: list[Path], key: str, file_formats=None):
                                             f"the file, {table.report['files'][str(path)]['kept']} kept")
         return table, {"files": [str(p) for p in paths], "kind": "table", "reader": table.report,
                        "columns": table.names}
-    grid, parts, skipped = object_grid(config), [], SkipLog()
-    for path, fmt in zip(paths, file_formats):
-        file_log = SkipLog()
-        options = {"on_error": data["on_error"], "skipped": file_log} if fmt.name == "darkmachines" else {}
-        events = formats.read_events(path, fmt.name, **options).to_unit(data["unit"])
-        skipped.merge(file_log)
-        if len(events) == 0:
-            raise DataFormatError(path, f"no events ({key})" + (f": {file_log.summary()}" if file_log.n_skipped else ""))
-        if file_log.n_skipped:
-            log.warning("%s (%s): %s", path, key, file_log.summary())
-        grid.check(events, f"{path} ({key})")
-        parts.append(events)
-    table = concatenate(parts)
-    return table, {"files": [str(p) for p in paths], "kind": "events", "unit": data["unit"],
-                   "skipped_lines": int(skipped.n_skipped)}
+    with event_files(config, paths, key, file_formats) as files:
+        grid, parts = object_grid(config), []
+        for k, path in enumerate(paths):
+            events = files.read(int(files.starts[k]), int(files.starts[k + 1]))
+            check_file_events(config, grid, events, path, key, files.infos[k])
+            parts.append(events)
+        table = concatenate(parts)
+        return table, {"files": [str(p) for p in paths], "kind": "events", "unit": data["unit"],
+                       "skipped_lines": files.n_skipped}
+
+
+def event_files(config: dict, paths: list[Path], key: str, file_formats=None) -> EventFiles:
+    """The event files ``paths`` of configuration key ``key`` through their caches
+    (:class:`tfp_anomaly.streaming.EventFiles`), read with the ``data`` section's options."""
+    data = config["data"]
+    file_formats = file_formats or [file_format(config, p) for p in paths]
+    return EventFiles(paths, key, [fmt.name for fmt in file_formats], on_error=data["on_error"], unit=data["unit"],
+                      cache_dir=data.get("cache_dir"))
+
+
+#: events of each file the object-grid check reads (:func:`check_file_events`)
+CHECK_EVENTS = 100_000
+
+
+def check_file_events(config: dict, grid: ObjectGrid, events, path: Path, key: str, info) -> None:
+    """A file of events must hold some, and its objects must fit the grid
+    (:meth:`~tfp_anomaly.data.ObjectGrid.check`, on its first :data:`CHECK_EVENTS` events); malformed
+    lines skipped in it are logged."""
+    if len(events) == 0:
+        raise DataFormatError(path, f"no events ({key})" + (f": {info.n_skipped} malformed line(s) skipped"
+                                                             if info.n_skipped else ""))
+    if info.n_skipped:
+        log.warning("%s (%s): %d malformed line(s) skipped", path, key, info.n_skipped)
+    grid.check(events[np.arange(min(len(events), CHECK_EVENTS))], f"{path} ({key})")
 
 
 def background_only(table):
@@ -144,26 +201,78 @@ def background_only(table):
     return table[np.flatnonzero(keep)], int((~keep).sum())
 
 
+def background_files(config: dict) -> tuple[list[Path], list]:
+    """(paths, formats) of ``data.background``: the embedded sample's background file for ``sample``."""
+    if config["data"].get("background") == SAMPLE:
+        from .data.sample import sample_files
+
+        return [sample_files()["background"]], [formats.get("darkmachines")]
+    paths = background_paths(config)
+    return paths, [file_format(config, p) for p in paths]
+
+
+def _subset_report(config: dict) -> dict:
+    data = config["data"]
+    return {"max_events": int(data["max_events"]), "how": data.get("subset", LEGACY_SUBSET),
+            "seed": (config.get("split") or {}).get("seed", 0)}
+
+
+def select(config: dict, files: EventFiles) -> tuple[np.ndarray, dict]:
+    """(row codes, counts) of the background in ``files`` (:func:`tfp_anomaly.streaming.select_background`
+    with the configuration's ``data.max_events``, ``data.subset`` and ``split``)."""
+    data, split = config["data"], config["split"]
+    how = data.get("subset", LEGACY_SUBSET)
+    if how not in SUBSETS:
+        raise config_lib.ConfigError(f"data.subset: must be one of {', '.join(SUBSETS)}, got {how!r}")
+    return select_background(files, data.get("max_events"), how, split["fractions"], split["seed"])
+
+
+def _events_report(config: dict, paths, files: EventFiles, counts: dict) -> dict:
+    sample = config["data"].get("background") == SAMPLE
+    report = {"files": ["embedded sample: background"] if sample else [str(p) for p in paths], "kind": "events",
+              "unit": config["data"]["unit"], "skipped_lines": files.n_skipped,
+              "signal_events_removed": counts["signal_events_removed"]}
+    if config["data"].get("max_events"):
+        report["subset"] = _subset_report(config)
+    report["background_events"] = counts["background_events"]
+    return report
+
+
 def load_background(config: dict):
     """(Events or FeatureTable of background only, report) of ``data.background``, cut to
     ``data.max_events`` events: a random subset seeded by ``split.seed`` with ``data.subset: random``,
     the first N with ``first`` (the behaviour of runs written before ``data.subset`` existed, which a
-    configuration without the key keeps: :data:`LEGACY_SUBSET`)."""
+    configuration without the key keeps: :data:`LEGACY_SUBSET`). Event files are read through their
+    caches, only the events kept."""
+    paths, file_formats = background_files(config)
+    if file_formats[0].kind == "table":
+        return _load_table_background(config, paths, file_formats)
+    with event_files(config, paths, "data.background", file_formats) as files:
+        codes, counts = select(config, files)
+        _check_background(config, paths, files)
+        table = files.read_rows(np.flatnonzero(codes != UNUSED))
+        return table, _events_report(config, paths, files, counts)
+
+
+def _check_background(config: dict, paths, files: EventFiles) -> None:
+    grid = object_grid(config)
+    for k, path in enumerate(paths):
+        start = int(files.starts[k])
+        events = files.read(start, min(start + CHECK_EVENTS, int(files.starts[k + 1])))
+        check_file_events(config, grid, events, path, "data.background", files.infos[k])
+
+
+def _load_table_background(config: dict, paths, file_formats):
     data = config["data"]
-    if data.get("background") == SAMPLE:
-        table = load_sample("background", unit=data["unit"])
-        report = {"files": ["embedded sample: background"], "kind": "events", "unit": data["unit"], "skipped_lines": 0}
-    else:
-        table, report = read_files(config, background_paths(config), "data.background")
+    table, report = read_files(config, paths, "data.background", file_formats)
     table, report["signal_events_removed"] = background_only(table)
     if data.get("max_events"):
-        how = data.get("subset", LEGACY_SUBSET)
-        seed = (config.get("split") or {}).get("seed", 0)
+        how, seed = data.get("subset", LEGACY_SUBSET), (config.get("split") or {}).get("seed", 0)
         try:
             table = table[subset_indices(len(table), int(data["max_events"]), how, seed)]
         except ValueError as err:
             raise config_lib.ConfigError(f"data.subset: {err}") from None
-        report["subset"] = {"max_events": int(data["max_events"]), "how": how, "seed": seed}
+        report["subset"] = _subset_report(config)
     report["background_events"] = len(table)
     return table, report
 
@@ -232,6 +341,86 @@ def _check_signal_kind(config: dict, path: Path, fmt, key: str, expected: str | 
                                 f"background: {background}); give a signal file of the same features")
 
 
+def signal_plan(config: dict) -> dict:
+    """``{name: (configuration key, paths, formats)}`` of ``data.signals``, every file found and of the
+    run's kind (:func:`_check_signal_kind`) before any is read."""
+    spec = config["data"].get("signals")
+    if not spec:
+        return {}
+    if spec == SAMPLE:
+        from .data.sample import sample_files
+
+        files = sample_files()
+        return {n: (f"data.signals.{n}", [files[n]], [formats.get("darkmachines")])
+                for n, e in sample_manifest()["files"].items() if e["kind"] == "signal"}
+    mapping = spec if isinstance(spec, dict) else signal_files(spec)
+    expected = background_kind(config)
+    plan = {}
+    for name, files in mapping.items():
+        key = f"data.signals.{name}"
+        paths = resolve_paths(config, files, key)
+        file_formats = [file_format(config, p) for p in paths]
+        for path, fmt in zip(paths, file_formats):
+            _check_signal_kind(config, path, fmt, key, expected)
+        plan[str(name)] = (key, paths, file_formats)
+    return plan
+
+
+def _to_input(config: dict):
+    grid = object_grid(config)
+
+    def to_input(events):
+        x, mask = grid.transform(events)
+        return {"x": x, "mask": mask}
+
+    return to_input
+
+
+def file_part(config: dict, paths, key: str, file_formats=None, keep_label=None, limit=None):
+    """``(part, events removed)``: the events of ``paths`` to score, read chunk by chunk through their
+    caches (:class:`tfp_anomaly.streaming.StreamedPart`), or in memory for a feature table. ``keep_label``:
+    1 keeps a labelled file's signal events (all of an unlabelled one), 0 its background events; ``limit``:
+    the first events only. Each file is checked (events, the grid) before any is scored."""
+    file_formats = file_formats or [file_format(config, p) for p in paths]
+    data = config["data"]
+    if file_formats[0].kind == "table":
+        table, _ = read_files(config, paths, key, file_formats)
+        keep = np.arange(len(table)) if table.labels is None or (keep_label == 1 and not table.labels.any()) \
+            else np.flatnonzero(table.labels == keep_label)
+        keep = keep[:limit] if limit else keep
+        return MemoryPart(model_input(config, table[keep]), None, keep.astype(np.int64),
+                          np.asarray(table.file_index)[keep].astype(np.int16)), len(table) - len(keep)
+    files = event_files(config, paths, key, file_formats)
+    grid = object_grid(config)
+    for k, path in enumerate(paths):
+        start = int(files.starts[k])
+        check_file_events(config, grid, files.read(start, min(start + CHECK_EVENTS, int(files.starts[k + 1]))),
+                          path, key, files.infos[k])
+    labels = files.column("labels")
+    codes = None
+    if (labels == 1).any() or (keep_label == 0 and len(labels)):
+        codes = np.where(labels == keep_label, 0, UNUSED).astype(np.uint8)
+    if data.get("weights"):
+        _check_weights(files, paths)
+    part = StreamedPart(files, codes, 0, _to_input(config), bool(data.get("weights")), int(data["chunk_events"]), limit)
+    return part, 0 if codes is None else files.n_rows - int((codes == 0).sum())
+
+
+def signal_part_map(config: dict, max_events: int | None = None) -> dict:
+    """``{name: part}`` of ``data.signals`` to score (:func:`file_part`, the first ``max_events`` events)."""
+    return {name: file_part(config, paths, key, file_formats, keep_label=1, limit=max_events)[0]
+            for name, (key, paths, file_formats) in signal_plan(config).items()}
+
+
+def background_part(config: dict, paths, key: str = "--background"):
+    """``(part, events removed)`` of an independent background to score: its events without truth label 1."""
+    part, removed = file_part(config, paths, key, keep_label=0)
+    if part.n_events == 0:
+        raise ValueError(f"{', '.join(str(p) for p in paths)}: no background event to score "
+                         f"({removed} events, all with truth label 1)")
+    return part, removed
+
+
 def load_signals(config: dict, max_events: int | None = None) -> dict:
     """``{name: Events or FeatureTable}`` of ``data.signals``: ``sample`` (the embedded signals, one per
     process), a mapping name → file(s), or a list of files (named by :func:`signal_name`; two of one
@@ -241,25 +430,11 @@ def load_signals(config: dict, max_events: int | None = None) -> dict:
     spec = config["data"].get("signals")
     if not spec:
         return {}
-    if spec == SAMPLE:
-        names = [n for n, e in sample_manifest()["files"].items() if e["kind"] == "signal"]
-        signals = {n: load_sample(n, unit=config["data"]["unit"]) for n in names}
-    else:
-        mapping = spec if isinstance(spec, dict) else signal_files(spec)
-        expected = background_kind(config)
-        plan = {}
-        for name, files in mapping.items():  # every file found and of the run's kind before any is read
-            key = f"data.signals.{name}"
-            paths = resolve_paths(config, files, key)
-            file_formats = [file_format(config, p) for p in paths]
-            for path, fmt in zip(paths, file_formats):
-                _check_signal_kind(config, path, fmt, key, expected)
-            plan[name] = (key, paths, file_formats)
-        signals = {}
-        for name, (key, paths, file_formats) in plan.items():
-            table, _ = read_files(config, paths, key, file_formats)
-            labels = table.labels
-            signals[str(name)] = table if labels is None or not labels.any() else table[np.flatnonzero(labels == 1)]
+    signals = {}
+    for name, (key, paths, file_formats) in signal_plan(config).items():
+        table, _ = read_files(config, paths, key, file_formats)
+        labels = table.labels
+        signals[name] = table if labels is None or not labels.any() else table[np.flatnonzero(labels == 1)]
     if max_events:
         signals = {n: t[np.arange(min(int(max_events), len(t)))] for n, t in signals.items()}
     return signals
@@ -279,24 +454,137 @@ def model_input(config: dict, table):
     return {"x": x, "mask": mask}
 
 
+#: ``data.stream: auto`` streams a background whose model input would take more than this many bytes
+STREAM_AUTO_BYTES = 1 << 30
+
+
+def streams(config: dict, n_events: int, input_shape: tuple) -> bool:
+    """Whether ``data.stream`` streams a background of ``n_events`` events of ``input_shape``: ``true``,
+    ``false``, or ``auto``: when its model input (float32 features and a one-byte mask per row) would
+    take more than :data:`STREAM_AUTO_BYTES`."""
+    stream = config["data"].get("stream", "auto")
+    if stream != "auto":
+        return bool(stream)
+    rows = input_shape[0] if len(input_shape) == 2 else 0
+    return n_events * (4 * int(np.prod(input_shape)) + rows) > STREAM_AUTO_BYTES
+
+
+def _empty_part_check(config: dict, split: dict, n: int) -> None:
+    if split["train"] == 0 or split["val"] == 0:
+        raise ValueError(f"split {config['split']['fractions']} of {n} events leaves an empty "
+                         "training or validation part")
+
+
+def _fitted_scaler(config: dict, fit) -> Scaler:
+    options = dict(config["scaler"])
+    scaler = get_scaler(options.pop("name"), **options)
+    return scaler.fit(*arrays.split_mask(fit))
+
+
+def _check_weights(files: EventFiles, paths, rows: np.ndarray | None = None, chunk: int = 1 << 22) -> None:
+    """Event weights must be finite and non-negative (``data.weights``); the error names the file and
+    the event."""
+    for start in range(0, files.n_rows, chunk):
+        stop = min(start + chunk, files.n_rows)
+        weights = files.column("weights", start, stop)
+        bad = np.flatnonzero(~(np.isfinite(weights) & (weights >= 0)))
+        if len(bad):
+            row = start + int(bad[0])
+            k = int(files.file_of(np.array([row]))[0])
+            event = int(files.column("event_ids", row, row + 1)[0])
+            raise DataFormatError(paths[k], f"event {event} (event {row - int(files.starts[k]) + 1} of the file) has "
+                                            f"weight {weights[bad[0]]!r}: event weights must be finite and >= 0 "
+                                            "(set data.weights: false to ignore the file's weights)",
+                                  field="weight")
+
+
 def prepare_data(config: dict) -> Prepared:
-    """Read the background, split it (seeded), build the model input and fit the scaler on the training part."""
+    """Read the background, split it (seeded), build the model input and fit the scaler on the training
+    events of :func:`tfp_anomaly.streaming.fit_rows`; streamed (:class:`~tfp_anomaly.streaming.StreamedPart`)
+    or in memory by ``data.stream`` (:func:`streams`)."""
+    paths, file_formats = background_files(config)
+    if file_formats[0].kind == "table":
+        return _prepare_table(config)
+    data, seed = config["data"], config["split"]["seed"]
+    files = event_files(config, paths, "data.background", file_formats)
+    codes, counts = select(config, files)
+    _empty_part_check(config, counts["split"], counts["background_events"])
+    _check_background(config, paths, files)
+    if data.get("weights"):
+        _check_weights(files, paths)
+    report = _events_report(config, paths, files, counts)
+    grid = object_grid(config)
+    report["grid"] = grid.get_config()
+    fit = fit_rows(codes, data.get("fit_events"), seed)
+    if streams(config, counts["background_events"], grid.shape):
+        return _prepare_streamed(config, files, codes, counts, fit, report)
+    with files:
+        kept = np.flatnonzero(codes != UNUSED)
+        table = files.read_rows(kept)
+        x, mask, overflow = grid.transform(table, return_overflow=True)
+        report.update(objects_beyond_caps=overflow, objects_without_block=grid.without_block(table))
+        split = Split.from_codes(codes[kept])
+        background = {"x": x, "mask": mask}
+        parts = {name: arrays.take(background, index) for name, index in split.parts().items()}
+        weights = {name: table.weight[index] for name, index in split.parts().items()} if data.get("weights") else None
+        file_numbers = files.file_of(kept)
+        ids = {name: (table.event_id[index], file_numbers[index]) for name, index in split.parts().items()}
+        fit_input = arrays.take(background, np.searchsorted(kept, fit))
+    report["split"] = counts["split"]
+    return Prepared(parts, tuple(x.shape[1:]), _fitted_scaler(config, fit_input), split, report, fit_input,
+                    weights, ids)
+
+
+def _prepare_streamed(config: dict, files: EventFiles, codes, counts, fit, report) -> Prepared:
+    """The parts streamed from ``files``; the scaler fitted on the ``fit`` rows read into memory. The
+    grid counts of the report (objects beyond the caps, without a block) are those of the fit rows."""
+    data, grid = config["data"], object_grid(config)
+    table = files.read_rows(fit)
+    x, mask, overflow = grid.transform(table, return_overflow=True)
+    fit_input = {"x": x, "mask": mask}
+    report.update(objects_beyond_caps=overflow, objects_without_block=grid.without_block(table),
+                  grid_counts_of=f"the {len(table):,} training events the scaler is fitted on", streamed=True,
+                  split=counts["split"])
+
+    def to_input(events):
+        x, mask = grid.transform(events)
+        return {"x": x, "mask": mask}
+
+    parts = {name: StreamedPart(files, codes, code, to_input, bool(data.get("weights")), int(data["chunk_events"]))
+             for code, name in enumerate(PARTS)}
+    split = _LazySplit(codes)
+    return Prepared(parts, grid.shape, _fitted_scaler(config, fit_input), split, report, fit_input, streamed=True)
+
+
+class _LazySplit:
+    """The split of a streamed background as its codes (what ``split.npz`` stores), without index arrays."""
+
+    def __init__(self, row_codes):
+        self._codes = row_codes[row_codes != UNUSED]
+
+    def codes(self):
+        return self._codes
+
+    def parts(self) -> dict:
+        return Split.from_codes(self._codes).parts()
+
+
+def _prepare_table(config: dict) -> Prepared:
+    """A feature-table background, always in memory (one row of a few floats per event)."""
+    if config["data"].get("stream") is True:
+        raise config_lib.ConfigError("data.stream: true streams event files; a feature table (data.background "
+                                     f"{config['data'].get('background')}) is read into memory: set data.stream: auto")
     table, report = load_background(config)
     split = split_indices(len(table), config["split"]["fractions"], config["split"]["seed"])
-    if len(split.train) == 0 or len(split.val) == 0:
-        raise ValueError(f"split {config['split']['fractions']} of {len(table)} events leaves an empty "
-                         "training or validation part")
-    if report["kind"] == "events":
-        grid = object_grid(config)
-        x, mask, overflow = grid.transform(table, return_overflow=True)
-        report.update(grid=grid.get_config(), objects_beyond_caps=overflow,
-                      objects_without_block=grid.without_block(table))
-    else:
-        x, mask = model_input(config, table), None
-    background = x if mask is None else {"x": x, "mask": mask}
-    scaler_options = dict(config["scaler"])
-    scaler = get_scaler(scaler_options.pop("name"), **scaler_options)
-    scaler.fit(*arrays.split_mask(arrays.take(background, split.train)))
-    parts = {name: arrays.take(background, index) for name, index in split.parts().items()}
-    report["split"] = {name: len(index) for name, index in split.parts().items()}
-    return Prepared(parts, tuple(x.shape[1:]), scaler, split.parts(), report)
+    counts = {name: len(index) for name, index in split.parts().items()}
+    _empty_part_check(config, counts, len(table))
+    x = model_input(config, table)
+    parts = {name: arrays.take(x, index) for name, index in split.parts().items()}
+    fit = split.train
+    if config["data"].get("fit_events"):
+        fit = fit[subset_indices(len(fit), int(config["data"]["fit_events"]), "random", config["split"]["seed"])]
+    fit_input = arrays.take(x, fit)
+    report["split"] = counts
+    ids = {name: (index.astype(np.int64), np.asarray(table.file_index)[index].astype(np.int16))
+           for name, index in split.parts().items()}
+    return Prepared(parts, tuple(x.shape[1:]), _fitted_scaler(config, fit_input), split, report, fit_input, None, ids)

@@ -391,26 +391,40 @@ class RunDirectory:
         return chosen
 
     # ------------------------------------------------------------------ split
-    def write_split(self, split: dict) -> None:
+    def write_split(self, split) -> None:
+        """Store ``split`` (a :class:`tfp_anomaly.data.Split` or its ``{"train", "val", "test"}`` indices)
+        as one byte per event (:meth:`~tfp_anomaly.data.Split.codes`, compressed)."""
+        codes = _split_of(split).codes()
         with atomic_path(self.file(self.SPLIT)) as tmp:
             with open(tmp, "wb") as handle:
-                np.savez(handle, **split)
+                np.savez_compressed(handle, codes=codes)
 
-    def check_split(self, split: dict) -> None:
-        """Raise when ``split`` (made now from the configuration) differs from the run's ``split.npz``:
-        the input files changed, and scores could fall on events the model trained on."""
+    def read_split(self):
+        """The run's :class:`tfp_anomaly.data.Split` (``split.npz``: part codes, or the index arrays of
+        runs written before the codes)."""
+        from .data.splits import Split
+
         path = self.file(self.SPLIT)
         if not path.exists():
             raise FileNotFoundError(f"{self.path}: no {self.SPLIT} (the run's train/val/test indices); "
                                     "the run directory is incomplete")
         try:
             saved = dict(np.load(path))
-        except (OSError, ValueError, EOFError, zipfile.BadZipFile) as err:
+            return Split.from_codes(saved["codes"]) if "codes" in saved else Split(**saved)
+        except (OSError, ValueError, EOFError, KeyError, TypeError, zipfile.BadZipFile) as err:
             raise ValueError(f"{path}: not the run's split (a NumPy .npz file): {err}") from None
-        for part, index in split.items():
-            if part in saved and not np.array_equal(saved[part], index):
-                raise ValueError(f"{self.path}: the background read now does not split as when the model was "
-                                 f"trained (part {part!r} differs from {self.SPLIT}): the input files changed")
+
+    def check_split(self, split) -> None:
+        """Raise when ``split`` (made now from the configuration) differs from the run's ``split.npz``:
+        the input files changed, and scores could fall on events the model trained on."""
+        saved, now = self.read_split().codes(), _split_of(split).codes()
+        if len(saved) != len(now):
+            raise ValueError(f"{self.path}: the background read now has {len(now):,} events where the model was "
+                             f"trained on a split of {len(saved):,} ({self.SPLIT}): the input files changed")
+        differ = np.flatnonzero(saved != now)
+        if len(differ):
+            raise ValueError(f"{self.path}: the background read now does not split as when the model was trained "
+                             f"(event {differ[0]} is in another part than in {self.SPLIT}): the input files changed")
 
     # ------------------------------------------------------------------ models
     def save_model(self, model, which: str = MODEL) -> None:
@@ -478,9 +492,51 @@ class RunDirectory:
     def scores_file(self) -> Path:
         return self.file(self.SCORES)
 
+    def shard_file(self, index: int, count: int) -> Path:
+        """``RUN/scores.shard-I-of-N.h5``: the scores of shard I of N (``tfp-anomaly score --shard I/N``)."""
+        return self.file(f"scores.shard-{index}-of-{count}.h5")
+
+    def shard_files(self) -> dict:
+        """``{N: {I: path}}`` of the shard score files in the run directory."""
+        found: dict = {}
+        for path in sorted(self.path.glob("scores.shard-*-of-*.h5")):
+            index, _, count = path.name[len("scores.shard-"):-len(".h5")].partition("-of-")
+            if index.isdigit() and count.isdigit():
+                found.setdefault(int(count), {})[int(index)] = path
+        return found
+
+    def load_scores(self):
+        """The run's scores (:class:`tfp_anomaly.report.ScoredRun`): ``scores.h5``, or the shards of
+        ``score --shard I/N`` merged in order when they are all there and newer than ``scores.h5``
+        (an incomplete set of shards, or shards of several counts, is an error naming the files)."""
+        from .report.results import ScoredRun, merge
+
+        shards = self.shard_files()
+        whole = self.scores_file
+        if not shards:
+            return ScoredRun.load(whole)
+        if len(shards) > 1:
+            raise ValueError(f"{self.path}: shards of {' and '.join(str(n) for n in sorted(shards))} shards; "
+                             "remove the files of the shards that are not current")
+        (count, files), = shards.items()
+        newest_whole = whole.stat().st_mtime if whole.exists() else -1.0
+        if whole.exists() and max(p.stat().st_mtime for p in files.values()) < newest_whole:
+            return ScoredRun.load(whole)
+        missing = [str(i) for i in range(count) if i not in files]
+        if missing:
+            raise FileNotFoundError(f"{self.path}: shard(s) {', '.join(missing)} of {count} missing (tfp-anomaly score "
+                                    f"{self.path} --shard I/{count}), found {', '.join(p.name for p in files.values())}")
+        return merge([ScoredRun.load(files[i]) for i in range(count)])
+
     def write_scorer(self, state: dict) -> None:
         with atomic_path(self.file(self.SCORER)) as tmp:
             tmp.write_text(json.dumps(state))
+
+
+def _split_of(split):
+    from .data.splits import Split
+
+    return split if hasattr(split, "codes") else Split(**split)  # a Split, or a streamed run's codes
 
 
 def _plain(value):

@@ -66,10 +66,16 @@ def available() -> list[str]:
 
 # --------------------------------------------------------------------------- per-event quantities
 
-def compute_terms(model, x, batch_size: int = 4096, seed: int = 0, progress: bool = False) -> dict:
+def compute_terms(model, x, batch_size: int = 4096, seed: int = 0, progress: bool = False, first_batch: int = 0,
+                  rows: int | None = None) -> dict:
     """``model.score_terms`` over ``x`` (an (N, F) array, an (N, S, F) array or ``{"x", "mask"}``) in
     batches; returns numpy arrays of N rows. Batch ``i`` draws with stateless seed (seed, i), so the
-    result depends on the batch size only through the flow-KL sample."""
+    result depends on the batch size only through the flow-KL sample.
+
+    A sample scored in consecutive pieces (streamed, or sharded: :func:`tfp_anomaly.evaluate.score_run`)
+    gives the scores of one call when each piece starts at a batch boundary, is numbered by its first
+    batch ``first_batch`` and pads to the ``rows`` of the whole sample's batches (``min(batch_size, N)``
+    of the whole sample; by default of ``x``)."""
     if batch_size < 1:
         raise ValueError(f"batch_size must be positive, got {batch_size}")
     import tensorflow as tf
@@ -81,8 +87,8 @@ def compute_terms(model, x, batch_size: int = 4096, seed: int = 0, progress: boo
     step = model.compiled_score_terms()
     bar = _progress_bar(n) if progress else None
     parts: dict[str, list] = {}
-    size = min(batch_size, n)
-    for i, start in enumerate(range(0, n, size)):
+    size = rows or min(batch_size, n)
+    for i, start in enumerate(range(0, n, size), start=first_batch):
         rows = min(size, n - start)
         # the last batch is padded to the common size (rows are independent in inference mode), so the
         # compiled function is traced once
@@ -487,8 +493,8 @@ class Scorer:
         specs = [self.methods_spec] if isinstance(self.methods_spec, (str, dict)) else list(self.methods_spec)
         return [get_method(s) for s in specs]
 
-    def terms(self, model, x, progress=False) -> dict:
-        return compute_terms(model, x, self.batch_size, self.seed, progress)
+    def terms(self, model, x, progress=False, first_batch: int = 0, rows: int | None = None) -> dict:
+        return compute_terms(model, x, self.batch_size, self.seed, progress, first_batch, rows)
 
     def fit(self, model, x_background, progress=False, terms=None) -> "Scorer":
         terms = self.terms(model, x_background, progress) if terms is None else terms

@@ -295,8 +295,8 @@ def run_inputs(run_dir, score: str, max_events: int | None = None) -> tuple:
     method = get_trigger_score(score, model)
     prepared = prepare_data(config)
     run.check_split(prepared.split)
-    fitted = method.fit(model, prepared.parts["train"])
-    samples = {"background": prepared.parts["test"],
+    fitted = method.fit(model, prepared.fit)
+    samples = {"background": prepared.sample("test", max_events or 1 << 62),
                **{n: configured_input(config, t) for n, t in load_signals(config, max_events).items()}}
     if len(samples) == 1:
         raise ValueError(f"{run}: no signal to compare on: set data.signals in the run's configuration")

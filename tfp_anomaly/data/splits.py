@@ -32,6 +32,25 @@ class Split:
         """``{"train": ..., "val": ..., "test": ...}``."""
         return {"train": self.train, "val": self.val, "test": self.test}
 
+    def codes(self) -> np.ndarray:
+        """The split as one byte per event: ``codes[i]`` is the number of event i's part in :data:`PARTS`
+        (0 train, 1 validation, 2 test). What a run directory stores (``split.npz``) and what streaming
+        reads chunk by chunk: an eighth of the index arrays' size."""
+        codes = np.empty(len(self.train) + len(self.val) + len(self.test), np.uint8)
+        for code, index in enumerate((self.train, self.val, self.test)):
+            codes[index] = code
+        return codes
+
+    @classmethod
+    def from_codes(cls, codes) -> "Split":
+        """The split whose :meth:`codes` are ``codes``."""
+        codes = np.asarray(codes)
+        return cls(*(np.flatnonzero(codes == code) for code in range(len(PARTS))))
+
+
+#: the parts of a split, in the order of their codes (:meth:`Split.codes`)
+PARTS = ("train", "val", "test")
+
 
 def split_indices(n: int, fractions: Sequence[float] = (0.6, 0.2, 0.2), seed: int = 0) -> Split:
     """Split ``range(n)`` at random into parts of the given fractions (which must sum to 1).
