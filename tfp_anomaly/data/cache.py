@@ -10,9 +10,13 @@ Files are written to a temporary name and renamed at the end, so a failed conver
 partial cache behind. The temporary name is ``.NAME.XXXXXXXX.HOST-PID.tmp`` beside the target: a
 process killed while writing leaves it behind, and :func:`leftover_temporaries` finds such files of
 a target (the next ``tfp-anomaly data convert`` to the same output removes those whose writer is gone).
+
+:class:`CacheReader` reads any range of events of a cache (random access, the file kept open);
+:func:`.store.ensure_cache` converts an event file to a cache once and reuses it.
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -97,6 +101,14 @@ def write_cache(chunks: Iterable[Events], path, *, source: str = "", progress=No
     without it the chunks' ``meta["n_skipped"]`` are summed. ``allow_empty=False`` refuses to write a
     cache of no events (:class:`DataFormatError` naming ``source``), leaving nothing at ``path``.
     """
+    return _write_columns(chunks, path, source=source, progress=progress, skipped=skipped, allow_empty=allow_empty)
+
+
+def _write_columns(chunks: Iterable[Events], path, *, source: str = "", progress=None, skipped: SkipLog | None = None,
+                   allow_empty: bool = True, attrs=None) -> dict:
+    """:func:`write_cache`, with ``attrs`` (a dict, or a callable returning one, called once the chunks are
+    exhausted) added to the group's attributes in the same atomic write
+    (:func:`.store.ensure_cache` stores its key there, so a cache never exists without the key it was made for)."""
     import h5py
 
     processes: dict[str, int] = {}
@@ -132,6 +144,7 @@ def write_cache(chunks: Iterable[Events], path, *, source: str = "", progress=No
                     group.create_dataset(name, shape=(0,), maxshape=(None,), dtype=np.float32, chunks=(1024,))
             group.attrs.update(format=FORMAT_TAG, version=VERSION, unit=unit or "MeV", source=str(source),
                                processes=json.dumps(list(processes)), n_skipped=n_skipped)
+            group.attrs.update((attrs() if callable(attrs) else attrs) or {})
     return {"events": n_events, "objects": n_objects, "unit": unit or "MeV", "n_skipped": n_skipped}
 
 
@@ -223,3 +236,138 @@ def read_cache(path) -> Events:
     """Read a whole cache into one :class:`Events`."""
     parts = list(iter_cache(path, chunk_size=1 << 62))
     return parts[0] if parts else Events.empty()
+
+
+class CacheReader:
+    """Random access to the events of a cache by event range, with the file kept open.
+
+    At open the layout is checked (as by :func:`iter_cache`) and the per-event object counts
+    ``n_objects`` are streamed once, ``block`` events at a time, keeping only the object offset at every
+    ``block``-th event: memory ``O(n_events / block)``. :meth:`read` then finds the objects of any event
+    range from the nearest block boundary, reading at most ``block + (stop - start)`` counts, not the
+    whole column. Counts that are negative or do not add up to the objects stored raise
+    :class:`DataFormatError` at open, so a reader that opened reads every range it is asked for.
+
+    Energies are in the unit the cache was written in (:attr:`unit`; convert with
+    :meth:`Events.to_unit`). Use as a context manager, or call :meth:`close`.
+
+    Args:
+        path: the cache file.
+        block: events per block of the offset index (the spacing of the kept offsets).
+
+    Attributes:
+        path: the file.
+        n_events: the number of events.
+        unit: ``"MeV"`` or ``"GeV"``.
+        processes: the process names the events' ``process`` codes index.
+        has_labels: whether the cache holds truth labels.
+        n_objects_total: the number of objects of all events.
+        n_skipped: the malformed records the conversion skipped (attribute ``n_skipped``, 0 if absent).
+        attrs: every attribute of the cache's ``events`` group, as a dict.
+    """
+
+    def __init__(self, path, *, block: int = 1 << 16):
+        if block < 1:
+            raise ValueError(f"block must be >= 1, got {block}")
+        self.path = Path(path)
+        self.block = int(block)
+        self._stack = contextlib.ExitStack()
+        try:
+            handle = self._stack.enter_context(open_hdf5(self.path, "event cache"))
+            self._group = group = handle.get("events")
+            self.n_events = _check_layout(self.path, group)
+            try:
+                self.processes = tuple(json.loads(group.attrs["processes"]))
+            except (TypeError, ValueError) as err:
+                raise DataFormatError(self.path, f"cache attribute 'processes' is not a JSON list ({err})",
+                                      field="events") from None
+            self.unit = str(group.attrs["unit"])
+            self.has_labels = "label" in group
+            self.n_skipped = int(group.attrs.get("n_skipped", 0))
+            self.attrs = dict(group.attrs)
+            self._counts = group["n_objects"]
+            self._boundaries = self._index()
+            self.n_objects_total = int(self._boundaries[-1])
+        except BaseException:
+            self._stack.close()
+            raise
+
+    def _index(self) -> np.ndarray:
+        """The object offset of events ``0, block, 2 block, ...`` and of the end, checking the counts."""
+        n_stored = self._group["obj_type"].shape[0]
+        boundaries = np.zeros(-(-self.n_events // self.block) + 1, np.int64)
+        for k, start in enumerate(range(0, self.n_events, self.block)):
+            stop = min(self.n_events, start + self.block)
+            counts = self._read(self._counts, start, stop, "events/n_objects")
+            if counts.min(initial=0) < 0:
+                raise DataFormatError(self.path, f"negative object count among events {start}-{stop - 1}",
+                                      field="events/n_objects")
+            boundaries[k + 1] = boundaries[k] + int(counts.sum(dtype=np.int64))
+        if boundaries[-1] != n_stored:
+            raise DataFormatError(self.path, f"the object counts add up to {boundaries[-1]} objects but "
+                                             f"{n_stored} are stored", field="events/n_objects")
+        return boundaries
+
+    def _read(self, dataset, start: int, stop: int, what: str) -> np.ndarray:
+        try:
+            return dataset[start:stop]
+        except OSError as err:
+            raise read_error(self.path, err, f"{what} [{start}:{stop}]") from None
+
+    def _range(self, start: int, stop: int | None) -> tuple[int, int]:
+        stop = self.n_events if stop is None else stop
+        if not (0 <= int(start) <= int(stop) <= self.n_events):
+            raise IndexError(f"{self.path}: event range {start}:{stop} outside 0:{self.n_events}")
+        return int(start), int(stop)
+
+    def __len__(self) -> int:
+        return self.n_events
+
+    def read(self, start: int = 0, stop: int | None = None) -> Events:
+        """Events ``start`` to ``stop - 1`` (``stop`` None: to the end) as :class:`Events`, exactly as
+        written; an empty range gives no events. A range outside ``0:n_events`` raises IndexError."""
+        start, stop = self._range(start, stop)
+        first = (start // self.block) * self.block
+        counts = self._read(self._counts, first, stop, "events/n_objects").astype(np.int64)
+        obj_start = int(self._boundaries[start // self.block] + counts[: start - first].sum())
+        offsets = np.concatenate([[0], np.cumsum(counts[start - first:])])
+        objects = slice(obj_start, obj_start + int(offsets[-1]))
+        fields = {name: self._read(self._group[name], start, stop, f"events/{name}") for name in EVENT_FIELDS}
+        fields.update({name: self._read(self._group[name], objects.start, objects.stop, f"events/{name}")
+                       for name in OBJECT_FIELDS})
+        labels = self.labels(start, stop)
+        try:
+            return Events(**fields, offsets=offsets, processes=self.processes, labels=labels, unit=self.unit,
+                          meta={"source": str(self.path), "format": "cache", "start": start})
+        except ValueError as err:  # codes outside the process table, an unknown unit, ...
+            raise DataFormatError(self.path, f"events {start}-{stop - 1}: {err}") from None
+
+    def labels(self, start: int = 0, stop: int | None = None) -> np.ndarray | None:
+        """The truth labels (int8, 1 = signal) of events ``start:stop``, or None for an unlabelled cache."""
+        start, stop = self._range(start, stop)
+        if not self.has_labels:
+            return None
+        return self._read(self._group["label"], start, stop, "events/label").astype(np.int8, copy=False)
+
+    def weights(self, start: int = 0, stop: int | None = None) -> np.ndarray:
+        """The event weights (float64) of events ``start:stop``."""
+        start, stop = self._range(start, stop)
+        return self._read(self._group["weight"], start, stop, "events/weight").astype(np.float64, copy=False)
+
+    def event_ids(self, start: int = 0, stop: int | None = None) -> np.ndarray:
+        """The event numbers (int64) of events ``start:stop``."""
+        start, stop = self._range(start, stop)
+        return self._read(self._group["event_id"], start, stop, "events/event_id").astype(np.int64, copy=False)
+
+    def close(self) -> None:
+        """Close the file (idempotent)."""
+        self._stack.close()
+
+    def __enter__(self) -> "CacheReader":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"CacheReader({str(self.path)!r}: {self.n_events} events, {self.unit})"
