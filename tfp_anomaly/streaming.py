@@ -320,11 +320,12 @@ class StreamedPart(_Part):
         (:func:`tfp_anomaly.data.parts.shard_bounds`); elements ``x``, or ``(x, None, w)`` with weights."""
         import tensorflow as tf
 
-        from .data.parts import check_shard, shard_bounds
+        from .data.parts import check_shard, shard_bounds, steps_per_epoch
 
         check_shard(worker, workers)
         probe = next(self.chunks(1))
 
+        @tf.autograph.experimental.do_not_convert
         def generate(epoch_number):
             chunks = self.shuffled(seed, int(epoch_number)) if shuffle else self.chunks()
             for inputs, weights in batches(chunks, batch_size):
@@ -345,7 +346,9 @@ class StreamedPart(_Part):
                                                  output_signature=signature)
         if self.weighted:
             dataset = dataset.map(lambda x, w: (x, None, w))
-        return dataset.prefetch(2)
+        # the number of batches, known without reading (Keras then reads exactly one pass)
+        steps = steps_per_epoch(self.n_events, batch_size, workers)
+        return dataset.apply(tf.data.experimental.assert_cardinality(steps)).prefetch(2)
 
 def _take(inputs, index):
     from .data import arrays
