@@ -165,7 +165,7 @@ def write_results(tuner, config: dict, prepared, out_dir: Path) -> dict:
     best = table.iloc[0]
     summary = {"model": best_config["model"]["type"], "trial_id": best["trial_id"], "objective": float(best["objective"]),
                "objective_name": tuner.oracle.objective.name, "parameters": int(best_model.count_params()),
-               "events": {k: len(v) for k, v in prepared.split.items()}, "trials": len(table),
+               "events": {k: len(v) for k, v in prepared.split.parts().items()}, "trials": len(table),
                "completed": int((table["status"] == "COMPLETED").sum())}
     best_run.write_json(RunDirectory.SUMMARY, summary)
     from .report import write_search_report
