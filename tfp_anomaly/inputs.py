@@ -86,10 +86,7 @@ class Prepared:
         :class:`tfp_anomaly.data.parts.ArrayPart` of the model input and weights in memory."""
         if self.streamed:
             return self.parts[name]
-        try:  # TEMPORARY until data.parts lands
-            from .data.parts import ArrayPart
-        except ImportError:
-            return self.parts[name]
+        from .data.parts import ArrayPart
 
         return ArrayPart(self.parts[name], None if self.weights is None else self.weights[name])
 
@@ -507,17 +504,21 @@ def prepare_data(config: dict) -> Prepared:
         return _prepare_table(config)
     data, seed = config["data"], config["split"]["seed"]
     files = event_files(config, paths, "data.background", file_formats)
-    codes, counts = select(config, files)
-    _empty_part_check(config, counts["split"], counts["background_events"])
-    _check_background(config, paths, files)
-    if data.get("weights"):
-        _check_weights(files, paths)
-    report = _events_report(config, paths, files, counts)
-    grid = object_grid(config)
-    report["grid"] = grid.get_config()
-    fit = fit_rows(codes, data.get("fit_events"), seed)
-    if streams(config, counts["background_events"], grid.shape):
-        return _prepare_streamed(config, files, codes, counts, fit, report)
+    try:
+        codes, counts = select(config, files)
+        _empty_part_check(config, counts["split"], counts["background_events"])
+        _check_background(config, paths, files)
+        if data.get("weights"):
+            _check_weights(files, paths)
+        report = _events_report(config, paths, files, counts)
+        grid = object_grid(config)
+        report["grid"] = grid.get_config()
+        fit = fit_rows(codes, data.get("fit_events"), seed)
+        if streams(config, counts["background_events"], grid.shape):
+            return _prepare_streamed(config, files, codes, counts, fit, report)  # the parts keep the files open
+    except BaseException:
+        files.close()
+        raise
     with files:
         kept = np.flatnonzero(codes != UNUSED)
         table = files.read_rows(kept)
