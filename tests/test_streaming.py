@@ -114,7 +114,9 @@ def trained(files, tmp_path_factory):
 
 
 def _score(run, *extra):
-    assert main(["score", str(run), "--batch-size", "256", "--no-progress", *extra]) == 0
+    """Scores with and without posterior samples (iwae draws per batch: the batch numbering matters)."""
+    methods = ["--methods", "mse", "mahalanobis", "iwae", "mse+mahalanobis"]
+    assert main(["score", str(run), "--batch-size", "256", "--no-progress", *methods, *extra]) == 0
 
 
 def test_a_streamed_run_scores_alike_streamed_in_memory_and_in_shards(trained, monkeypatch):
