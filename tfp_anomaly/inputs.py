@@ -3,7 +3,9 @@
 Steps, each a function a user can call on its own:
 
 1. :func:`load_background` reads the ``data.background`` files (any registered event format, or the
-   LHCO high-level feature tables; ``sample`` is the embedded Pythia 8 background). Events with truth
+   LHCO high-level feature tables; ``sample`` is the embedded Pythia 8 background). Event files are
+   read through their columnar caches (converted once: :func:`tfp_anomaly.data.store.ensure_cache`)
+   and selected by :mod:`tfp_anomaly.streaming`, which reads only the events kept. Events with truth
    label 1 are removed and counted (:func:`background_only`), so labelled files (LHCO R&D, ADC2021
    with labels) can be named directly: training sees background only. ``data.max_events`` keeps a
    seeded random subset (``data.subset``). :func:`load_signals` reads ``data.signals``,
@@ -15,10 +17,12 @@ Steps, each a function a user can call on its own:
    background (feature table vs events), two signals of one name.
 2. :func:`model_input` puts events on the configured object grid (``{"x", "mask"}``) or takes a
    feature table's (N, F) matrix.
-3. :func:`prepare_data`: the seeded train/val/test split, the model input of the background and the
-   scaler fitted on the *training* part only.
+3. :func:`prepare_data`: the seeded train/val/test split, the model input of the background (in memory,
+   or streamed parts when ``data.stream`` says so: :func:`streams`) and the scaler fitted on training
+   events only (at most ``data.fit_events`` of them). :func:`signal_part_map` and
+   :func:`background_part` give the samples to score as parts read chunk by chunk.
 
-Everything here reads; nothing writes. Model building and training are :mod:`tfp_anomaly.experiment`,
+Everything here reads (the caches aside, written by :mod:`tfp_anomaly.data.store`); nothing else writes. Model building and training are :mod:`tfp_anomaly.experiment`,
 the files of a run :mod:`tfp_anomaly.rundir`.
 """
 from __future__ import annotations
@@ -30,8 +34,8 @@ from pathlib import Path
 import numpy as np
 
 from . import config as config_lib
-from .data import (DataFormatError, FeatureTable, ObjectGrid, Scaler, SkipLog, arrays, concatenate, formats,
-                   get_scaler, load_sample, read_lhco_scalars, split_indices)
+from .data import (DataFormatError, FeatureTable, ObjectGrid, Scaler, arrays, concatenate, formats, get_scaler,
+                   read_lhco_scalars, split_indices)
 from .data.sample import manifest as sample_manifest
 from .data.splits import LEGACY_SUBSET, PARTS, SUBSETS, Split, subset_indices
 from .streaming import UNUSED, EventFiles, MemoryPart, StreamedPart, fit_rows, select_background
