@@ -223,6 +223,7 @@ def score_run(run_dir, methods="all", signals: dict | None = None, name: str | N
     prepared = prepare_data(config)
     run.check_split(prepared.split)
     scorer = Scorer(methods, batch_size=batch_size, seed=seed).fit(model, prepared.fit, progress=progress)
+    prepared.fit = None  # fitted: the training sample's memory goes back before the samples are read
     if signals is None:
         signals = signal_part_map(config, max_signal_events)
     else:

@@ -287,6 +287,7 @@ def run(config: dict, run_dir, overwrite: bool = False, callbacks=()) -> dict:
                 raise
             run.write_json(run.DATA, prepared.report)
             run.write_split(prepared.split)
+            prepared.fit = None  # the scaler is in the model: its training sample is no longer needed
             return _train_and_summarise(config, run, model, prepared, callbacks)
     except BaseException:
         if created and fresh:  # only ever an empty directory this call made
@@ -313,6 +314,10 @@ def _run_as_worker(config: dict, run: RunDirectory, callbacks) -> dict:
             "final": {k: v[-1] for k, v in logs.items() if v}, "worker": True}
 
 
+#: validation events the latent diagnostics of a run's summary are computed on (the first ones)
+DIAGNOSTIC_EVENTS = 100_000
+
+
 def _train_and_summarise(config: dict, run: RunDirectory, model, prepared, callbacks) -> dict:
     earlier = _earlier_train_seconds(run)
     start = time.perf_counter()
@@ -328,6 +333,6 @@ def _train_and_summarise(config: dict, run: RunDirectory, model, prepared, callb
                "best_val_loss": state.get("best"), "events": prepared.report["split"]}
     if has_latent_posterior(model):
         seed = int(config["training"]["seed"])
-        summary["diagnostics"] = latent_diagnostics(model, prepared.sample("val"), seed=seed)
+        summary["diagnostics"] = latent_diagnostics(model, prepared.sample("val", DIAGNOSTIC_EVENTS), seed=seed)
     run.write_json(run.SUMMARY, summary)
     return summary

@@ -275,13 +275,17 @@ class StreamedPart(_Part):
                 yield start, stop, min(count, self.n_events - seen)
                 seen += count
 
-    def _read(self, blocks) -> Chunk:
+    def _read(self, blocks, order: np.ndarray | None = None) -> Chunk:
+        """The part's events in ``blocks``, in ``order`` when given (applied to the events before they
+        are put on the grid, so that the buffer's model input exists once)."""
         events, rows = [], []
         for start, stop, take in blocks:
             inside = self._rows_in(start, stop)[:take]
             events.append(self.files.read(start, stop)[inside])
             rows.append(start + inside)
         table, rows = concatenate(events), np.concatenate(rows)
+        if order is not None:
+            table, rows = table[order], rows[order]
         return Chunk(self.to_input(table), table.weight if self.weighted else None, table.event_id,
                      self.files.file_of(rows))
 
@@ -306,10 +310,8 @@ class StreamedPart(_Part):
         per_buffer = max(1, self.chunk_events // BLOCK_ROWS)
         order = rng.permutation(len(blocks))
         for k in range(0, len(order), per_buffer):
-            chunk = self._read([blocks[i] for i in sorted(order[k:k + per_buffer])])
-            perm = rng.permutation(len(chunk.event_id))
-            yield Chunk(_take(chunk.inputs, perm), None if chunk.weights is None else chunk.weights[perm],
-                        chunk.event_id[perm], chunk.file[perm])
+            group = [blocks[i] for i in sorted(order[k:k + per_buffer])]
+            yield self._read(group, rng.permutation(sum(take for _, _, take in group)))
 
 
     def epoch_dataset(self, batch_size: int, seed: int, epoch, shuffle: bool = True, worker: int = 0,
@@ -364,23 +366,41 @@ def batches(chunks: Iterator[Chunk], batch_size: int) -> Iterator[tuple]:
 
 
 def rechunk(chunks: Iterator[Chunk], size: int) -> Iterator[Chunk]:
-    """Chunks of exactly ``size`` events (the last one may be smaller) cut from consecutive ``chunks``;
-    the events a chunk leaves over open the next one."""
-    from .data import arrays
-
+    """Chunks of exactly ``size`` events (the last one may be smaller) cut from consecutive ``chunks``:
+    views of each chunk, the events a chunk leaves over copied and completed from the next one, so that
+    no chunk is ever copied whole (memory: one chunk and one ``size``)."""
     rest = None
     for chunk in chunks:
+        n, start = len(chunk.event_id), 0
         if rest is not None:
-            chunk = Chunk(arrays.concatenate([rest.inputs, chunk.inputs]),
-                          None if chunk.weights is None else np.concatenate([rest.weights, chunk.weights]),
-                          np.concatenate([rest.event_id, chunk.event_id]), np.concatenate([rest.file, chunk.file]))
-        n = len(chunk.event_id)
-        full = n - n % size
-        for start in range(0, full, size):
-            yield _slice(chunk, slice(start, start + size))
-        rest = _slice(chunk, slice(full, n)) if full < n else None
+            start = min(size - len(rest.event_id), n)
+            rest = _join(rest, _slice(chunk, slice(0, start)))
+            if len(rest.event_id) < size:
+                continue
+            yield rest
+            rest = None
+        full = start + (n - start) // size * size
+        for first in range(start, full, size):
+            yield _slice(chunk, slice(first, first + size))
+        rest = _copy(_slice(chunk, slice(full, n))) if full < n else None
     if rest is not None:
         yield rest
+
+
+def _join(a: Chunk, b: Chunk) -> Chunk:
+    from .data import arrays
+
+    return Chunk(arrays.concatenate([a.inputs, b.inputs]),
+                 None if a.weights is None else np.concatenate([a.weights, b.weights]),
+                 np.concatenate([a.event_id, b.event_id]), np.concatenate([a.file, b.file]))
+
+
+def _copy(chunk: Chunk) -> Chunk:
+    """A chunk that owns its arrays (not views keeping a whole buffer alive)."""
+    import copy
+
+    return Chunk(*(copy.deepcopy(v) if isinstance(v, dict) else None if v is None else np.array(v)
+                   for v in (chunk.inputs, chunk.weights, chunk.event_id, chunk.file)))
 
 
 def _slice(chunk: Chunk, index) -> Chunk:
