@@ -411,7 +411,7 @@ LEGACY_DATA = {"subset": "first", "fit_events": None, "weights": False}
 DEFAULTS = {
     "data": {"dir": None, "format": "auto", "unit": "GeV", "max_events": None, "subset": "random",
              "on_error": "raise", "nonfinite": "drop", "stream": "auto", "chunk_events": 1 << 18,
-             "fit_events": 500_000, "weights": True, "cache_dir": None},
+             "fit_events": 200_000, "weights": True, "cache_dir": None},
     "scaler": {"name": "standard"},
     "split": {"fractions": [0.6, 0.2, 0.2], "seed": 0},
     "training": {"epochs": 20, "batch_size": 256, "learning_rate": 1e-3, "clipnorm": None, "seed": 0,

@@ -94,7 +94,7 @@ class Prepared:
 
         return ArrayPart(self.parts[name], None if self.weights is None else self.weights[name])
 
-    def sample(self, name: str, limit: int = 500_000):
+    def sample(self, name: str, limit: int = 200_000):
         """Model input of (at most ``limit`` of the first) events of part ``name``, in memory."""
         if not self.streamed:
             return arrays.head(self.parts[name], limit)

@@ -67,15 +67,16 @@ class Scaler:
     # -- public API
     def fit(self, x, mask=None) -> "Scaler":
         """Compute ``center_`` and ``scale_`` from the training background ``x`` (its real slots); returns self."""
-        x = self._forward_log(np.asarray(x, np.float64))
+        x = np.asarray(x)
         if self.per_slot and x.ndim == 3:
+            x = self._forward_log(x.astype(np.float64))
             stats = [self._statistics_or_identity(x[:, r][self._rows(mask, r, len(x))]) for r in range(x.shape[1])]
             center, scale = (np.stack(s) for s in zip(*stats))
         else:
             flat = x.reshape(-1, x.shape[-1])
-            if mask is not None:
+            if mask is not None:  # the real slots first: float64 copies of those only (the same values)
                 flat = flat[np.asarray(mask, bool).reshape(-1)]
-            center, scale = self._statistics_or_identity(flat)
+            center, scale = self._statistics_or_identity(self._forward_log(flat.astype(np.float64)))
         self.center_ = center
         self.scale_ = np.where(scale > 0, scale, 1.0)  # constant column: leave it centred, unscaled
         return self
