@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import functools
 
+import keras
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -109,6 +110,7 @@ def perturbed_flow(name):
     """The flow built on DIM dimensions, every weight moved off its initial value (identity-like
     initialisations would hide errors), and its graph functions (traced once, not per example):
     ``round_trip(z) -> (y, log_det, inverse(y), inverse log_det)``, ``jacobian(z) -> (log_det, ∂y/∂z)``."""
+    keras.utils.set_random_seed(0)  # the initial weights, whatever ran before in this process
     layer = flows.get(name, **FLOW_OPTIONS[name])
     rng = np.random.default_rng(0)
     layer(tf.constant(rng.normal(size=(8, DIM)), tf.float32), training=True)
