@@ -4,6 +4,7 @@
     tfp-anomaly data inspect FILE [FILE ...] [--format F] [--unit GeV] [--on-error skip]
     tfp-anomaly data convert IN OUT [--format F] [--unit GeV] [--on-error skip] [--label 0|1]
     tfp-anomaly train CONFIG.yaml [--override key=value ...] [--run-dir DIR] [--overwrite] [--print-config]
+                      [--worker-index I --workers HOST:PORT,HOST:PORT,...]
     tfp-anomaly generate --process P [P ...] (--events N | --mix N) [--selection S] [--seed S] --out FILE
     tfp-anomaly tune SEARCH.yaml [--out DIR] [--overwrite] [--role chief|worker --oracle HOST:PORT]
     tfp-anomaly score RUN_DIR [RUN_DIR ...] [--methods M ...] [--background FILE ...] [--signal FILE ...]
@@ -124,11 +125,23 @@ def cmd_convert(args) -> int:
 
 def cmd_train(args) -> int:
     from . import config as config_lib
+    from . import distribute
 
-    config = config_lib.load_config(args.config, args.override)
+    overrides = list(args.override)
+    if args.worker_index is not None or args.workers is not None:
+        if args.worker_index is None or args.workers is None:
+            given, missing = ("--workers", "--worker-index") if args.worker_index is None else \
+                ("--worker-index", "--workers")
+            raise ValueError(f"{given} needs {missing}: pass both, --worker-index I --workers HOST:PORT,HOST:PORT,... "
+                             "(worker I of the list; worker 0 is the chief)")
+        distribute.write_tf_config(args.worker_index, args.workers)  # before TensorFlow reads it
+        overrides.append("training.strategy=multi_worker")
+    config = config_lib.load_config(args.config, overrides)
     if args.print_config:
         print(config_lib.dump(config), end="")
         return 0
+    # the strategy before any TensorFlow operation: a MultiWorkerMirroredStrategy can only be created first
+    distribute.strategy(config["training"]["strategy"])
     from .experiment import run
 
     run_dir = Path(args.run_dir) if args.run_dir else Path("runs") / Path(args.config).stem
@@ -313,6 +326,11 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--overwrite", action="store_true",
                        help="replace a run directory that holds a run of a different configuration")
     train.add_argument("--print-config", action="store_true", help="print the resolved configuration and exit")
+    train.add_argument("--worker-index", default=None, metavar="I",
+                       help="multi-worker training: this process is worker I of --workers (0: the chief, which "
+                            "writes the run directory); sets TF_CONFIG and training.strategy=multi_worker")
+    train.add_argument("--workers", default=None, metavar="HOST:PORT,...",
+                       help="multi-worker training: every worker's address, the same list for all (docs/distributed.md)")
     train.set_defaults(func=cmd_train)
 
     generate = commands.add_parser("generate", help="generate events with Pythia 8 and a fast detector simulation "

@@ -339,6 +339,7 @@ SCHEMA: dict[str, Rule] = {
     "training.steps_per_execution": Integer(min=1),
     "training.flow_training": OneOf(source="tfp_anomaly.models.strategies:FLOW_TRAINING"),
     "training.first_stage_epochs": anyof(NULL, Integer(min=0)),
+    "training.strategy": OneOf(source="tfp_anomaly.distribute:STRATEGIES"),
 }
 
 #: the value of each model option, where a model class has it (which options a class takes is checked
@@ -415,7 +416,8 @@ DEFAULTS = {
     "split": {"fractions": [0.6, 0.2, 0.2], "seed": 0},
     "training": {"epochs": 20, "batch_size": 256, "learning_rate": 1e-3, "clipnorm": None, "seed": 0,
                  "early_stopping": None, "tensorboard": False, "verbose": "auto", "jit_compile": "auto",
-                 "steps_per_execution": 1, "flow_training": "joint", "first_stage_epochs": None},
+                 "steps_per_execution": 1, "flow_training": "joint", "first_stage_epochs": None,
+                 "strategy": "none"},
 }
 
 

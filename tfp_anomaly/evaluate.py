@@ -251,11 +251,18 @@ def score_run(run_dir, methods="all", signals: dict | None = None, name: str | N
                 first = member_terms(terms, 0) if getattr(model, "ensemble_size", 1) > 1 else terms  # plots: member 0
                 if sum(len(r) for r in rows) < LATENT_ROWS:
                     rows.append(first["latent"][:LATENT_ROWS])
-            latent[sample] = np.concatenate(rows)[:LATENT_ROWS] if rows else np.zeros((0, model.latent_dim))
+            if not rows:  # a shard that falls on none of this sample's batches
+                writer.append(sample, {m: np.zeros(0) for m in scorer.methods}, np.zeros(0, np.int64),
+                              np.zeros(0, np.int16), None if not _weighted(part) else np.zeros(0))
+            latent[sample] = np.concatenate(rows)[:LATENT_ROWS] if rows else np.zeros((0, model.latent_dim), np.float32)
         writer.finish(name or run.name, meta, latent, run.read_history())
     if shard is None:
         run.write_scorer(scorer_config)
     return ScoredRun.load(path)
+
+
+def _weighted(part) -> bool:
+    return getattr(part, "weighted", getattr(part, "weights", None) is not None)
 
 
 def _limited(part, limit: int):

@@ -314,35 +314,41 @@ class StreamedPart(_Part):
 
     def epoch_dataset(self, batch_size: int, seed: int, epoch, shuffle: bool = True, worker: int = 0,
                       workers: int = 1):
-        """One epoch as a ``tf.data.Dataset`` of batches (the protocol of :mod:`tfp_anomaly.data.parts`):
-        :meth:`shuffled` for ``epoch`` (or in order), cut into global batches of ``batch_size`` of which
-        worker ``worker`` of ``workers`` takes its rows; with weights, ``(inputs, weights)`` made into
-        Keras' ``(x, y, sample_weight)`` by :func:`tfp_anomaly.data.parts.keras_element`."""
+        """One epoch in batches, the protocol of :mod:`tfp_anomaly.data.parts`: the events of
+        :meth:`shuffled` for ``epoch`` (or in order) cut into global batches of ``batch_size``
+        (:func:`batches`), of which worker ``worker`` of ``workers`` takes its rows
+        (:func:`tfp_anomaly.data.parts.shard_bounds`); elements ``x``, or ``(x, None, w)`` with weights."""
         import tensorflow as tf
 
-        from .data.parts import keras_element, worker_rows
+        from .data.parts import check_shard, shard_bounds, steps_per_epoch
 
-        first = next(self.chunks(1))
+        check_shard(worker, workers)
+        probe = next(self.chunks(1))
 
-        def generate(epoch_tensor):
-            epoch_number = int(epoch_tensor)
-            chunks = self.shuffled(seed, epoch_number) if shuffle else self.chunks()
+        @tf.autograph.experimental.do_not_convert
+        def generate(epoch_number):
+            chunks = self.shuffled(seed, int(epoch_number)) if shuffle else self.chunks()
             for inputs, weights in batches(chunks, batch_size):
-                index = worker_rows(len(next(iter(inputs.values())) if isinstance(inputs, dict) else inputs),
-                                    worker, workers)
-                inputs = _take(inputs, index)
-                yield inputs if weights is None else (inputs, weights[index].astype(np.float32))
+                n = len(inputs["x"]) if isinstance(inputs, dict) else len(inputs)
+                if n < workers:  # would leave a replica without events (parts.steps_per_epoch)
+                    continue
+                rows = slice(*shard_bounds(n, worker, workers))
+                x = _take(inputs, rows)
+                yield (x, weights[rows].astype(np.float32)) if self.weighted else x
 
         def spec(value):
-            return tf.TensorSpec((None,) + value.shape[1:], tf.as_dtype(value.dtype))
+            return tf.TensorSpec((None,) + np.shape(value)[1:], tf.as_dtype(np.asarray(value).dtype))
 
-        signature = tf.nest.map_structure(spec, first.inputs)
+        signature = tf.nest.map_structure(spec, probe.inputs)
         if self.weighted:
             signature = (signature, tf.TensorSpec((None,), tf.float32))
-        dataset = tf.data.Dataset.from_generator(generate, args=(epoch,), output_signature=signature)
+        dataset = tf.data.Dataset.from_generator(generate, args=(tf.cast(epoch, tf.int64),),
+                                                 output_signature=signature)
         if self.weighted:
-            dataset = dataset.map(keras_element)
-        return dataset.prefetch(2)
+            dataset = dataset.map(lambda x, w: (x, None, w))
+        # the number of batches, known without reading (Keras then reads exactly one pass)
+        steps = steps_per_epoch(self.n_events, batch_size, workers)
+        return dataset.apply(tf.data.experimental.assert_cardinality(steps)).prefetch(2)
 
 def _take(inputs, index):
     from .data import arrays

@@ -57,7 +57,7 @@ class AutoencoderHyperModel(kt.HyperModel):
     def fit(self, hp, model, *args, epochs=None, initial_epoch=0, callbacks=(), **kwargs):
         """The trial's epochs, phase by phase of its ``training.flow_training`` strategy."""
         training = self.trial_config(hp)["training"]
-        return fit_phases(model, self.prepared.parts["train"], self.prepared.parts["val"],
+        return fit_phases(model, self.prepared.training_part("train"), self.prepared.training_part("val"),
                           int(epochs or training["epochs"]), initial_epoch, int(training["batch_size"]),
                           int(training["seed"]), list(callbacks) + self.extra_callbacks,
                           kwargs.pop("verbose", training["verbose"]), compile_options=compile_options(training),

@@ -108,6 +108,9 @@ def make_tuner(config: dict, out_dir: Path, overwrite: bool = False, prepared=No
 
     settings = search_settings(config)
     prepared = prepared or prepare_data(run_section(config))
+    if prepared.streamed:
+        raise ValueError("a search holds the background in memory: its model input exceeds data.stream's limit, "
+                         "so set data.max_events (trials rarely need every event) or data.stream: false")
     callbacks = [_labelled_callback(config, settings, prepared)] if needs_labels(settings["objective"]) else []
     hypermodel = AutoencoderHyperModel(config, prepared, callbacks)
     budget = ({"max_epochs": int(settings["max_epochs"] or config["training"]["epochs"]), "factor": int(settings["factor"])}

@@ -99,7 +99,8 @@ def cache_path(source, cache_dir=None) -> Path:
     resolved = Path(source).resolve()
     digest = hashlib.sha256(os.fsencode(resolved)).hexdigest()[:16]
     name = re.sub(r"[^A-Za-z0-9._+-]", "_", resolved.name)[:120]
-    return Path(cache_dir if cache_dir is not None else default_cache_dir()).expanduser().absolute() / f"{name}.{digest}.h5"
+    directory = Path(cache_dir if cache_dir is not None else default_cache_dir()).expanduser().absolute()
+    return directory / f"{name}.{digest}.h5"
 
 
 def source_key(source, format_name: str, on_error: str) -> dict:

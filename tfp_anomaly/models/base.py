@@ -5,7 +5,12 @@ Inputs are a dict ``{"x": (batch, slots, features), "mask": (batch, slots)}`` (w
 model owns the fitted scaler (:class:`ScalerLayer`), so it is fed raw features and a saved model
 carries its preprocessing. ``call`` returns a dict of tensors (reconstruction, latent quantities);
 ``objective`` turns it into the training loss and its terms, ``compute_loss`` reports one metric per
-term. Every model has the same two inference entry points: :meth:`Autoencoder.encode` (an
+term. Per-event weights reach ``objective`` as ``sample_weight`` (batch,), and every per-event term of
+the loss becomes the weighted mean Σ w_i ℓ_i / Σ w_i (:func:`tfp_anomaly.losses.weighted_mean`). They
+come as Keras's ``sample_weight``, which Keras 3 *drops when the target is None*
+(``pack_x_y_sample_weight``): give a placeholder target the models ignore, a ``tf.data`` dataset of
+``(x, (), w)`` or ``model.fit(x, np.zeros(len(w)), sample_weight=w)``.
+Every model has the same two inference entry points: :meth:`Autoencoder.encode` (an
 :class:`Encoding`) and :meth:`Autoencoder.score_terms` (per-event quantities for
 :mod:`tfp_anomaly.scoring`), compiled once per model by :meth:`ScoreTerms.compiled_score_terms`.
 """
@@ -21,6 +26,16 @@ from ..data.arrays import split_mask
 from ..seeds import draw_counter, next_seed
 from .networks import build_networks, legacy_network, network_entry
 from .preprocessing import ScalerLayer
+
+
+def event_weights(sample_weight):
+    """Keras's ``sample_weight`` of a batch as per-event weights, a (batch,) float32 tensor; None stays
+    None. The weights are not checked here (a graph cannot raise a readable error): whoever reads them
+    from the data refuses negative or non-finite ones (e.g.
+    :func:`tfp_anomaly.report.metrics.check_weights`)."""
+    if sample_weight is None:
+        return None
+    return tf.reshape(tf.cast(sample_weight, tf.float32), [-1])
 
 
 class Encoding(NamedTuple):
@@ -152,19 +167,30 @@ class Autoencoder(ScoreTerms, keras.Model):
     def score_terms(self, inputs, seed) -> dict:
         raise NotImplementedError
 
-    def objective(self, x, y_pred, training=True, step=None):
-        """(the batch's scalar loss, {term: per-event or batch values}); ``step``: optimiser steps so far."""
+    def objective(self, x, y_pred, training=True, step=None, sample_weight=None):
+        """(the batch's scalar loss, {term: per-event or batch values}); ``step``: optimiser steps so far;
+        ``sample_weight``: None, or per-event weights (batch,) ≥ 0 that turn every batch mean of a
+        per-event term into the weighted mean Σ w_i ℓ_i / Σ w_i (None is exactly the unweighted loss)."""
         raise NotImplementedError
 
     def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
+        """The training loss of a batch, Keras's hook: ``sample_weight`` (Keras's per-event weights,
+        any shape with one entry per event) is passed to :meth:`objective` as a (batch,) float tensor."""
         step = self.optimizer.iterations if getattr(self, "optimizer", None) is not None else None
-        loss, terms = self.objective(x, y_pred, training, step)
-        self.report(terms)
+        weights = event_weights(sample_weight)
+        loss, terms = self.objective(x, y_pred, training, step, sample_weight=weights)
+        self.report(terms, weights)
         return loss
 
-    def report(self, values: dict):
+    def report(self, values: dict, sample_weight=None):
+        """Update the term metrics. A per-event term is averaged over the epoch with the event weights
+        (Σ w ℓ / Σ w over every event seen; the plain mean without weights); a batch-level term (the
+        SWAE's sliced distance) is the unweighted mean of its batch values."""
         for name, value in values.items():
-            self.trackers[name].update_state(value)
+            if sample_weight is not None and value.shape.rank:
+                self.trackers[name].update_state(value, sample_weight=sample_weight)
+            else:
+                self.trackers[name].update_state(value)
 
     @classmethod
     def from_config(cls, config):

@@ -20,7 +20,8 @@ from __future__ import annotations
 import keras
 import tensorflow as tf
 
-from .base import Encoding, ScoreTerms
+from ..losses import weighted_mean
+from .base import Encoding, ScoreTerms, event_weights
 from .networks import legacy_network
 
 
@@ -110,15 +111,26 @@ class Ensemble(ScoreTerms, keras.Model):
         return Encoding(*(None if fields[0] is None else tf.stack(fields, axis=1) for fields in zip(*encodings)))
 
     def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
+        """Σ_k L_k, each member's objective weighted by Keras's per-event ``sample_weight`` when given
+        (:meth:`tfp_anomaly.models.Autoencoder.objective`). A metric is the members' mean of a term's
+        batch mean; with weights a per-event term's batch mean is Σ w ℓ / Σ w and enters the epoch mean
+        with weight Σ w (so the epoch value is the weighted mean over every event, as for one model);
+        a batch-level term (the SWAE's sliced distance) stays an unweighted mean over batches."""
         step = self.optimizer.iterations if getattr(self, "optimizer", None) is not None else None
-        total, reported = 0.0, {}
+        weights = event_weights(sample_weight)
+        total, reported, per_event = 0.0, {}, {}
         for member, member_pred in zip(self.members, y_pred):
-            loss, terms = member.objective(x, member_pred, training, step)
+            loss, terms = member.objective(x, member_pred, training, step, sample_weight=weights)
             total += loss
             for name, value in terms.items():
-                reported.setdefault(name, []).append(tf.reduce_mean(value))
+                per_event[name] = bool(value.shape.rank)
+                reported.setdefault(name, []).append(weighted_mean(value, weights) if per_event[name] else value)
         for name, values in reported.items():  # the members' mean, as one model's metric
-            self.trackers[name].update_state(tf.add_n(values) / len(values))
+            if weights is not None and per_event[name]:
+                self.trackers[name].update_state(tf.add_n(values) / len(values),
+                                                 sample_weight=tf.reduce_sum(weights))
+            else:
+                self.trackers[name].update_state(tf.add_n(values) / len(values))
         return total
 
     def score_terms(self, inputs, seed) -> dict:

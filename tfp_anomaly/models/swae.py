@@ -27,6 +27,12 @@ class SWAE(Autoencoder):
     with ℓ the reconstruction loss and θ_1..θ_L unit directions drawn uniformly on the sphere afresh
     every step (stateless, from the model's seeded stream). Any prior one can *sample* works.
 
+    With per-event weights w (Keras ``sample_weight``) the mean over B is Σ_i w_i ℓ_i / Σ_i w_i and
+    the encodings enter the sliced distance as the weighted empirical measure Σ_i w_i δ_{e(x_i)} / Σ w
+    (:func:`tfp_anomaly.losses.weighted_sliced_wasserstein_power`), still against |B| prior samples.
+    The ``reconstruction`` metric is then a weighted mean; ``sliced_wasserstein`` is the mean of the
+    batch values.
+
     Args:
         input_shape, latent_dim, network, reconstruction, scaler, seed: as :class:`Autoencoder`.
         prior: a name of :data:`tfp_anomaly.priors.PRIORS` (``gaussian``, ``uniform``, ``ring``,
@@ -87,16 +93,22 @@ class SWAE(Autoencoder):
             terms["log_prior"] = self.prior.log_prob(z)
         return terms
 
-    def sliced_wasserstein(self, z):
+    def sliced_wasserstein(self, z, sample_weight=None):
+        """SW_p^p between the encodings z (batch, d), weighted by ``sample_weight`` (batch,) when given,
+        and as many fresh prior samples, along ``num_projections`` fresh directions."""
         target = tf.cast(self.prior.sample(tf.shape(z)[0], seed=self.next_seed()), z.dtype)
         directions = losses.random_directions(self.num_projections, self.latent_dim, self.next_seed())
-        return losses.sliced_wasserstein(z, target, directions, self.p) ** self.p
+        if sample_weight is None:
+            return losses.sliced_wasserstein(z, target, directions, self.p) ** self.p
+        return losses.weighted_sliced_wasserstein_power(z, target, directions, sample_weight, self.p)
 
-    def objective(self, x, y_pred, training=True, step=None):
+    def objective(self, x, y_pred, training=True, step=None, sample_weight=None):
+        """(loss, {"reconstruction": (batch,), "sliced_wasserstein": scalar}) of the class docstring,
+        weighted by ``sample_weight`` (batch,) when given."""
         reconstruction = self.reconstruction_loss(x, y_pred["out"])
-        sw = self.sliced_wasserstein(y_pred["z"])
-        return tf.reduce_mean(reconstruction) + self.lam * sw, {"reconstruction": reconstruction,
-                                                                "sliced_wasserstein": sw}
+        sw = self.sliced_wasserstein(y_pred["z"], sample_weight)
+        return (losses.weighted_mean(reconstruction, sample_weight) + self.lam * sw,
+                {"reconstruction": reconstruction, "sliced_wasserstein": sw})
 
     def get_config(self):
         prior = self.prior_name if self.named_prior else priors.serialize_distribution(self.prior)

@@ -40,7 +40,9 @@ class VAE(Autoencoder):
     while training (linear KL warm-up, Bowman et al. 2016); evaluation uses β. ``free_bits`` = λ > 0
     trains on Σ_i max(λ, E_batch KL_i): a latent dimension whose KL is below λ nats costs nothing more,
     so the optimiser has no reason to close it (with a flow posterior, whose KL does not split over
-    dimensions, max(λ·d, E_batch KL)). Metrics and scores use the true KL.
+    dimensions, max(λ·d, E_batch KL)). Metrics and scores use the true KL. With per-event weights
+    (Keras ``sample_weight``, e.g. the Dark Machines event weights) every E_batch is the weighted mean
+    Σ_i w_i (·)_i / Σ_i w_i, and the ``reconstruction`` and ``kl`` metrics are weighted means too.
 
     The importance-weighted bound log p(x) ≥ L_K = E[log (1/K) Σ_k p(x|z_k) p(z_k) / q(z_k|x)],
     z_k ~ q(z|x), tightens with K and is L_1 = ELBO; :meth:`log_importance_weights` gives the log w_k,
@@ -208,19 +210,25 @@ class VAE(Autoencoder):
             return tf.constant(self.beta)
         return self.beta * tf.minimum(1.0, tf.cast(step + 1, tf.float32) / self.kl_warmup_steps)
 
-    def kl_objective(self, y, kl):
-        """The batch's KL as the loss sees it: E_batch KL, or its free-bits version (class docstring)."""
+    def kl_objective(self, y, kl, sample_weight=None):
+        """The batch's KL as the loss sees it: E_batch KL, or its free-bits version (class docstring).
+        With per-event weights w (batch,) every batch mean E_batch, the per-dimension ones of free bits
+        included, is the weighted mean Σ_i w_i KL_i / Σ_i w_i."""
         if self.free_bits <= 0:
-            return tf.reduce_mean(kl)
+            return losses.weighted_mean(kl, sample_weight)
         if not self.flow_used or self.darkflow_compat:
-            per_dim = tf.reduce_mean(losses.gaussian_kl_per_dim(y["mu"], y["log_var"]), axis=0)
+            per_dim = losses.weighted_mean(losses.gaussian_kl_per_dim(y["mu"], y["log_var"]), sample_weight)
             return tf.reduce_sum(tf.maximum(per_dim, self.free_bits))
-        return tf.maximum(tf.reduce_mean(kl), self.free_bits * self.latent_dim)
+        return tf.maximum(losses.weighted_mean(kl, sample_weight), self.free_bits * self.latent_dim)
 
-    def objective(self, x, y_pred, training=True, step=None):
+    def objective(self, x, y_pred, training=True, step=None, sample_weight=None):
+        """(loss, {"reconstruction": (batch,), "kl": (batch,)}): the loss of the class docstring, its
+        batch means weighted by ``sample_weight`` (batch,) when given: Σ_i w_i ℓ_i / Σ_i w_i for the
+        reconstruction and for the KL (:meth:`kl_objective`); the terms are per event, unweighted."""
         reconstruction = self.reconstruction_loss(x, y_pred["out"])
         kl = self.kl(y_pred)
-        loss = tf.reduce_mean(reconstruction) + self.beta_now(training, step) * self.kl_objective(y_pred, kl)
+        loss = (losses.weighted_mean(reconstruction, sample_weight)
+                + self.beta_now(training, step) * self.kl_objective(y_pred, kl, sample_weight))
         return loss, {"reconstruction": reconstruction, "kl": kl}
 
     def get_config(self):

@@ -108,6 +108,10 @@ def _sections(runs, table, versus, versus_note) -> list[tuple[str, str, pd.DataF
     n_background = int(table["n_background"].min())
     note = (f"Background test events: {n_background:,}. ε_S at ε_B from the interpolated ROC; ± are standard "
             "deviations over bootstrap resamples. SIC = ε_S/√ε_B.")
+    if "weighted" in table and table["weighted"].any():
+        which = "every row" if table["weighted"].all() else "the rows marked weighted in comparison.csv"
+        note += (f" Event-weighted figures for {which}: ε_B and ε_S are fractions of the summed event weights; "
+                 "low statistics count the effective (Kish) background events (Σw)²/Σw².")
     if low:
         note += (f" Low statistics: at ε_B = {', '.join(low)} fewer than {MIN_BACKGROUND_ABOVE} background events "
                  "lie above the cut; those figures are rough.")

@@ -1,6 +1,8 @@
 """The report's figures (matplotlib/seaborn, Agg backend): ROC curves with logarithmic background
 efficiency, score distributions of background against each signal, latent pair plots, training curves.
-Every function returns a ``matplotlib.figure.Figure``; :func:`png` renders one to bytes.
+Every function returns a ``matplotlib.figure.Figure``; :func:`png` renders one to bytes. A run with
+event weights (``run.weights``, :func:`tfp_anomaly.report.tables.event_weights`) gets weighted ROC
+curves and weighted score histograms, and says so in the title.
 """
 from __future__ import annotations
 
@@ -9,6 +11,7 @@ import io
 import numpy as np
 
 from .metrics import BACKGROUND_EFFICIENCIES, roc
+from .tables import event_weights
 
 #: rows drawn per sample in the latent pair plots, and latent dimensions shown
 PAIRPLOT_ROWS, PAIRPLOT_DIMS = 1000, 4
@@ -40,6 +43,10 @@ def png(figure, dpi: int = 90) -> bytes:
     return buffer.getvalue()
 
 
+def _weighted(run) -> bool:
+    return bool(getattr(run, "weights", None))
+
+
 def _roc_axes(ax, n_background):
     ax.set_yscale("log")
     ax.set_xlabel("signal efficiency ε_S")
@@ -63,9 +70,11 @@ def roc_by_signal(runs, table, signal):
         if own.empty:
             continue
         best = own.loc[own["AUC"].idxmax()]
-        fpr, tpr = roc(run.background[best["score"]], run.signals[signal][best["score"]])
+        fpr, tpr = roc(run.background[best["score"]], run.signals[signal][best["score"]],
+                       event_weights(run, "background"), event_weights(run, signal))
         n_background = max(n_background, len(run.background[best["score"]]))
-        ax.plot(tpr[1:], fpr[1:], label=f"{run.name}: {best['score']} (AUC {best['AUC']:.3f})")
+        weighted = " (weighted)" if _weighted(run) else ""
+        ax.plot(tpr[1:], fpr[1:], label=f"{run.name}: {best['score']} (AUC {best['AUC']:.3f}){weighted}")
     _roc_axes(ax, n_background)
     ax.set_title(f"signal {signal}: best score per model")
     ax.legend(fontsize=7, loc="lower right")
@@ -79,17 +88,19 @@ def roc_by_method(run, signals=None):
     fig, axes = plt.subplots(1, len(signals), figsize=(5 * len(signals), 4.2), squeeze=False)
     for ax, signal in zip(axes[0], signals):
         for method in run.methods:
-            fpr, tpr = roc(run.background[method], run.signals[signal][method])
+            fpr, tpr = roc(run.background[method], run.signals[signal][method],
+                           event_weights(run, "background"), event_weights(run, signal))
             ax.plot(tpr[1:], fpr[1:], lw=1.2, label=method)
         _roc_axes(ax, len(next(iter(run.background.values()))))
-        ax.set_title(f"{run.name}: {signal}", fontsize=9)
+        ax.set_title(f"{run.name}: {signal}" + (" (weighted)" if _weighted(run) else ""), fontsize=9)
     axes[0][-1].legend(fontsize=6, loc="lower right")
     return fig
 
 
 def score_histograms(run, methods=None):
-    """Distributions of each method's score: background against every signal (densities, log scale),
-    on common bins from the 0.1 % to the 99.9 % quantile of all scores."""
+    """Distributions of each method's score: background against every signal (densities, log scale,
+    weighted by the event weights where the run has them), on common bins from the 0.1 % to the
+    99.9 % quantile of all scores."""
     methods = list(methods or run.methods)
     fig, axes = panel_grid(len(methods), 4, 4.0, 3.0)
     for ax, method in zip(axes, methods):
@@ -97,12 +108,14 @@ def score_histograms(run, methods=None):
         every = np.concatenate(list(samples.values()))
         bins = np.linspace(*np.quantile(every, [0.001, 0.999]), 50)
         for k, (label, values) in enumerate(samples.items()):
-            ax.hist(np.clip(values, bins[0], bins[-1]), bins=bins, density=True, histtype="step" if k else "stepfilled",
-                    alpha=0.35 if not k else 1.0, lw=1.2, label=label, color="0.5" if not k else None)
+            ax.hist(np.clip(values, bins[0], bins[-1]), bins=bins, weights=event_weights(run, label), density=True,
+                    histtype="step" if k else "stepfilled", alpha=0.35 if not k else 1.0, lw=1.2, label=label,
+                    color="0.5" if not k else None)
         ax.set_yscale("log")
         ax.set_title(method, fontsize=9)
     axes[0].legend(fontsize=7)
-    fig.suptitle(f"{run.name}: scores (higher = more anomalous)", fontsize=10)
+    weighted = ", event-weighted" if _weighted(run) else ""
+    fig.suptitle(f"{run.name}: scores (higher = more anomalous{weighted})", fontsize=10)
     fig.tight_layout()
     return fig
 

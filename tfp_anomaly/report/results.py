@@ -208,7 +208,7 @@ def _extend(group, key: str, values: np.ndarray, name: str | None = None) -> Non
 
 def merge(shards: list) -> ScoredRun:
     """One :class:`ScoredRun` of the shards of a run (``score --shard I/N``), given in shard order: the
-    scores and events of every sample concatenated, the latent rows of the first shard. The shards must
+    scores and events of every sample concatenated, the first :data:`LATENT_ROWS` latent rows of the shards. The shards must
     score the same methods and samples of the same run with the same fitted scorer
     (``meta["scorer_digest"]``); the error says which differs."""
     first = shards[0]
@@ -231,4 +231,5 @@ def merge(shards: list) -> ScoredRun:
     signals = {name: joined(lambda r, n=name: r.signals[n]) for name in first.signals}
     events = {sample: joined(lambda r, s=sample: r.events.get(s, {})) for sample in first.events}
     meta = {**first.meta, "shard": {"merged": len(shards)}}
-    return ScoredRun(first.name, meta, joined(lambda r: r.background), signals, first.latent, first.history, events)
+    latent = {sample: np.concatenate([shard.latent[sample] for shard in shards])[:LATENT_ROWS] for sample in first.latent}
+    return ScoredRun(first.name, meta, joined(lambda r: r.background), signals, latent, first.history, events)

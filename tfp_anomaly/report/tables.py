@@ -17,20 +17,35 @@ DARKMACHINES_COLUMNS = ["Signal", "Model", "Chan", "AUC", "1e-2", "1e-3", "1e-4"
 KEYS = ["model", "prior", "flow", "score", "signal"]
 
 
+def event_weights(run, sample: str):
+    """The per-event weights of ``sample`` (``"background"`` or a signal name) in a scored run, or
+    None when the run is unweighted (``run.weights`` missing, None or without that sample)."""
+    return (getattr(run, "weights", None) or {}).get(sample)
+
+
 def comparison_table(runs, efficiencies=BACKGROUND_EFFICIENCIES, bootstrap: int = 100, seed: int = 0) -> pd.DataFrame:
     """One row per (run, scoring method, signal) with :func:`figures_of_merit`; sorted by signal, then
-    AUC (best first)."""
+    AUC (best first). A run with event weights (``run.weights``: ``{"background": (N_B,), signal:
+    (N_S,)}``) gets weighted figures; the column ``weighted`` says which rows are, ``n_eff_background``
+    gives Kish's effective number of background events. Bad weights are a ``ValueError`` naming the
+    run and the signal."""
     import warnings
 
     from .metrics import LowStatisticsWarning
 
     rows, low = [], set()
     for run in runs:
+        background_weights = event_weights(run, "background")
         for signal, scores in run.signals.items():
+            signal_weights = event_weights(run, signal)
             for method in run.methods:
                 with warnings.catch_warnings(record=True) as caught:
                     warnings.simplefilter("always", LowStatisticsWarning)
-                    fom = figures_of_merit(run.background[method], scores[method], efficiencies, bootstrap, seed)
+                    try:
+                        fom = figures_of_merit(run.background[method], scores[method], efficiencies, bootstrap, seed,
+                                               background_weights=background_weights, signal_weights=signal_weights)
+                    except ValueError as error:
+                        raise ValueError(f"run {run.name}, signal {signal}, score {method}: {error}") from None
                 low.update(str(w.message).split(":")[0] for w in caught)
                 rows.append({"model": run.name, "prior": run.meta.get("prior") or "", "flow": run.meta.get("flow") or "",
                              "score": method, "signal": signal, **fom})
