@@ -182,11 +182,13 @@ def train_workers(name: str, work: Path, config, overrides: list[str], workers: 
         processes = [start_cli(argv, work, work / f"{name}.log")]
     else:
         cluster = ",".join(f"127.0.0.1:{p}" for p in free_ports(workers))
-        processes = [start_cli([*argv, "--worker-index", str(i), "--workers", cluster], work, work / f"{name}.{i}.log")
-                     for i in range(workers)]
+        # each worker its own --run-dir: `train` takes the run directory's lock in every worker, so a
+        # second worker on the chief's directory stops with "in use by another run" (docs/benchmarks.md)
+        processes = [start_cli([*argv[:3], f"{run}.worker{i}" if i else run, *argv[4:], "--worker-index", str(i),
+                                "--workers", cluster], work, work / f"{name}.{i}.log") for i in range(workers)]
     waited = [_wait(p) for p in processes]
     seconds = time.perf_counter() - start
-    logs = sorted(work.glob(f"{name}*.log"))
+    logs = [work / f"{name}.log"] if workers == 1 else [work / f"{name}.{i}.log" for i in range(workers)]
     result = {"name": name, "workers": workers, "rc": max(w[0] for w in waited), "seconds": seconds,
               "peak_mib": max(w[1] for w in waited), "cpu_seconds": sum(w[2] for w in waited),
               "argv": [str(a) for a in argv], "output": "\n".join(p.read_text()[-3000:] for p in logs)}
@@ -199,45 +201,69 @@ def train_workers(name: str, work: Path, config, overrides: list[str], workers: 
 
 
 ALLREDUCE = """
-import json, os, sys, time
+import json, sys, time
 import numpy as np
 import tensorflow as tf
 strategy = tf.distribute.MultiWorkerMirroredStrategy()
-params, repeat = int(sys.argv[1]), int(sys.argv[2])
-with strategy.scope():
-    grad = tf.Variable(tf.ones([params]))
-@tf.function
-def step():
-    def replica():
-        return tf.distribute.get_replica_context().all_reduce("sum", grad)
-    return strategy.run(replica)
-for _ in range(20):
-    step()
-times = []
-for _ in range(repeat):
-    start = time.perf_counter()
-    np.asarray(strategy.experimental_local_results(step())[0])
-    times.append(time.perf_counter() - start)
-print(json.dumps({"median_ms": 1e3 * float(np.median(times)), "workers": strategy.num_replicas_in_sync}))
+sizes, repeat = [int(s) for s in sys.argv[1].split(",")], int(sys.argv[2])
+result = {}
+for params in sizes:
+    @tf.function
+    def step():
+        def replica():
+            grad = tf.fill([params], tf.constant(1.0))  # a fresh gradient-sized tensor each step
+            return tf.distribute.get_replica_context().all_reduce("sum", grad)
+        return strategy.run(replica)
+    for _ in range(20):
+        step()
+    times = []
+    for _ in range(repeat):
+        start = time.perf_counter()
+        np.asarray(strategy.experimental_local_results(step())[0])
+        times.append(time.perf_counter() - start)
+    result[params] = 1e3 * float(np.median(times))
+print(json.dumps(result))
 """
 
 
-def allreduce_ms(work: Path, params: int, workers: int, repeat: int = 300) -> float:
-    """Median milliseconds of one all-reduce (sum) of ``params`` float32 over ``workers`` processes of a
-    MultiWorkerMirroredStrategy on this machine (gRPC ring on CPUs), one call per step as training
-    makes it."""
-    ports = free_ports(workers)
-    cluster = [f"127.0.0.1:{p}" for p in ports]
+def allreduce_ms(work: Path, sizes: list[int], workers: int, repeat: int = 300) -> dict:
+    """{size: median milliseconds of one all-reduce (sum) of ``size`` float32} over ``workers`` processes
+    of a MultiWorkerMirroredStrategy on this machine (a gRPC ring on CPUs), one call per step as
+    training makes it."""
+    cluster = [f"127.0.0.1:{p}" for p in free_ports(workers)]
     processes = []
     for i in range(workers):
         env = {**_environment(work), "TF_CONFIG": json.dumps({"cluster": {"worker": cluster},
                                                               "task": {"type": "worker", "index": i}})}
-        processes.append(subprocess.Popen([sys.executable, "-c", ALLREDUCE, str(params), str(repeat)], env=env,
-                                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
+        processes.append(subprocess.Popen([sys.executable, "-c", ALLREDUCE, ",".join(map(str, sizes)), str(repeat)],
+                                          env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
     outputs = [p.communicate() for p in processes]
     if any(p.returncode for p in processes):
         raise RuntimeError("all-reduce probe failed:\n" + "\n".join(err[-2000:] for _, err in outputs))
-    return json.loads(outputs[0][0].strip().splitlines()[-1])["median_ms"]
+    return {int(k): v for k, v in json.loads(outputs[0][0].strip().splitlines()[-1]).items()}
+
+
+PIPELINE = """
+import json, sys, time
+from tfp_anomaly import config, inputs
+prepared = inputs.prepare_data(config.load_config(sys.argv[1], sys.argv[2:]))
+part = prepared.parts["train"]
+start, n = time.perf_counter(), 0
+for chunk in part.shuffled(0, 0):
+    n += len(chunk.event_id)
+print(json.dumps({"events": n, "seconds": time.perf_counter() - start}))
+"""
+
+
+def pipeline_rate(work: Path, config: Path, overrides: list[str]) -> float:
+    """Events/s of the streamed input alone in one process: one shuffled epoch of the training part read
+    from the cache and put on the object grid (what every worker does for every event of the epoch)."""
+    done = subprocess.run([sys.executable, "-c", PIPELINE, str(config), *overrides], env=_environment(work),
+                          capture_output=True, text=True)
+    if done.returncode:
+        raise RuntimeError("pipeline probe failed:\n" + done.stderr[-2000:])
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    return result["events"] / result["seconds"]
 
 
 def compare_workers(work: Path, args) -> dict:
@@ -262,14 +288,21 @@ def compare_workers(work: Path, args) -> dict:
         rows.append({"configuration": name, "processes": workers, "global batch": global_batch,
                      "batch per worker": global_batch // workers, **result})
     params = next((r["summary"]["parameters"] for r in rows if "summary" in r), None)
-    probe = {}
-    if params:
-        for workers in (1, 2):
-            try:
-                probe[workers] = allreduce_ms(work, params, workers)
-            except RuntimeError as err:
-                print(err, flush=True)
-    return {"convert": convert, "rows": rows, "parameters": params, "allreduce_ms": probe}
+    probe, sizes = {}, [params or 16_000, 1_000_000, 4_000_000]
+    for workers in (1, 2):
+        try:
+            probe[workers] = allreduce_ms(work, sizes, workers)
+            print(f"all-reduce, {workers} worker(s): " + ", ".join(f"{k:,} floats {v:.2f} ms" for k, v in probe[workers].items()),
+                  flush=True)
+        except RuntimeError as err:
+            print(err, flush=True)
+    try:
+        pipeline = pipeline_rate(work, args.config, base)
+        print(f"streamed input alone: {pipeline:,.0f} events/s", flush=True)
+    except RuntimeError as err:
+        print(err, flush=True)
+        pipeline = None
+    return {"convert": convert, "rows": rows, "parameters": params, "allreduce_ms": probe, "pipeline": pipeline}
 
 
 # --------------------------------------------------------------------------- tables
@@ -311,21 +344,23 @@ def worker_table(workers: dict) -> pd.DataFrame:
 
 
 def auc_line(facts: dict) -> str:
-    rows = facts.get("comparison") or []
-    if not rows:
-        return ""
-    key = next((k for k in rows[0] if k.lower() in ("auc", "auc_mean")), None)
-    if key is None:
-        return ""
-    cells = []
-    for row in rows:
+    """Per signal, the best AUC of the report (``comparison.csv``), and the mean over signals of the
+    model's likelihood score ``iwae`` when it is there."""
+    best, iwae = {}, []
+    for row in facts.get("comparison") or []:
         try:
-            cells.append((row.get("signal", ""), row.get("method", row.get("score", "")), float(row[key])))
-        except (TypeError, ValueError):
+            auc = float(row["AUC"])
+        except (KeyError, TypeError, ValueError):
             continue
-    best = sorted(cells, key=lambda c: -c[2])[:4]
-    return ("AUC of the one-epoch model (a check that it learnt something; the report's best four): "
-            + ", ".join(f"{signal} {method} {auc:.3f}" for signal, method, auc in best) + ".")
+        if auc > best.get(row["signal"], ("", -1.0))[1]:
+            best[row["signal"]] = (row["score"], auc)
+        if row.get("score") == "iwae":
+            iwae.append(auc)
+    if not best:
+        return ""
+    return ("AUC after one epoch (a check that the model learnt something; per signal, the best of the report's "
+            "scores): " + ", ".join(f"{signal} {auc:.3f} (`{score}`)" for signal, (score, auc) in best.items())
+            + (f"; `iwae` {sum(iwae) / len(iwae):.3f} on average." if iwae else "."))
 
 
 def to_markdown(results, facts, workers, args, argv, info, work) -> str:
@@ -370,10 +405,18 @@ def to_markdown(results, facts, workers, args, argv, info, work) -> str:
                   markdown_table(worker_table(workers), digits=1), ""]
         probe = workers.get("allreduce_ms") or {}
         if probe:
-            lines.append(f"All-reduce alone (`MultiWorkerMirroredStrategy`, a sum of {workers['parameters']:,} "
-                         "float32 per step, the gradient of this model, median of 300 steps): "
-                         + ", ".join(f"{w} worker{'s' if w > 1 else ''} {ms:.2f} ms" for w, ms in sorted(probe.items()))
-                         + " per step on this machine (loopback gRPC).")
+            sizes = sorted(next(iter(probe.values())))
+            table = pd.DataFrame([{"float32 summed per step": f"{size:,}" + (" (this model's gradient)"
+                                                                                 if size == workers["parameters"] else ""),
+                                   **{f"{w} worker{'s' if w > 1 else ''} ms": probe[w].get(size) for w in sorted(probe)}}
+                                  for size in sizes])
+            lines += ["All-reduce alone: one `tf.distribute.MultiWorkerMirroredStrategy` all-reduce (sum) per step "
+                      "between processes on this machine (gRPC over loopback, the CPU ring), median of 300 steps "
+                      "after 20 warm-up steps:", "", markdown_table(table, digits=2), ""]
+        if workers.get("pipeline"):
+            lines.append(f"The streamed input alone (one process reading the training part from the cache and "
+                         f"putting it on the object grid, one shuffled epoch): {workers['pipeline']:,.0f} events/s. "
+                         "Every worker reads and grids every event of each global batch and keeps its share.")
     lines.append(MARK)
     return "\n".join(lines)
 
