@@ -23,7 +23,7 @@ ROOT = Path(__file__).resolve().parents[1]
 PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
 DOCTEST_PAGES = [p for p in PAGES[1:] if ">>>" in p.read_text()]
 #: shell variables of the SLURM example (docs/tuning.md), given sample values
-VARIABLES = {"ROLE": "worker", "CHIEF": "node001", "SLURM_ARRAY_TASK_ID": "3"}
+VARIABLES = {"ROLE": "worker", "CHIEF": "node001", "SLURM_ARRAY_TASK_ID": "3", "SLURM_ARRAY_TASK_COUNT": "4"}
 #: commands the docs show that are not ours (installing, the SLURM example's shell)
 FOREIGN = ("python -m venv", "pip ", ".venv/bin/pip", "scontrol", "sbatch", "srun", "cd ")
 

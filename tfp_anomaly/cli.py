@@ -149,7 +149,9 @@ def cmd_train(args) -> int:
     final = ", ".join(f"{k} {v:.4g}" for k, v in summary["final"].items())
     print(f"{summary['model']} {tuple(summary['input_shape'])}, {summary['parameters']:,} parameters, "
           f"{summary['epochs_done']} epochs ({summary['epochs_this_call']} now, {summary['train_seconds']} s); "
-          f"{final or 'already complete'}\nrun directory: {run_dir}")
+          f"{final or 'already complete'}\n"
+          + (f"worker {args.worker_index}: the chief (worker 0) writes {run_dir}" if summary.get("worker")
+             else f"run directory: {run_dir}"))
     return 0
 
 

@@ -202,6 +202,7 @@ def _multi_worker():
                            "tfp_anomaly.distribute.strategy('multi_worker') first, before reading data or building "
                            "a model") from None
     _mean_scalar_logs_across_workers()
+    _symbolic_build_on_a_local_batch()
     return created
 
 
@@ -253,3 +254,40 @@ def _mean_scalar_logs_across_workers() -> None:
 
     reduce_per_replica._tfp_anomaly_wrapped = True
     trainer.reduce_per_replica = reduce_per_replica
+
+
+def _symbolic_build_on_a_local_batch() -> None:
+    """Make Keras' first look at the data work for nested model input across workers.
+
+    Before the first step, Keras 3 (up to 3.15 at least) builds the model's metrics symbolically on one
+    batch, which it makes by ``strategy.reduce("MEAN", batch, axis=None)``: under a
+    ``MultiWorkerMirroredStrategy`` the collective reduction converts the batch to one tensor and fails
+    for nested input (our ``{"x", "mask"}``: "Attempt to convert a value ({'x': PerReplica ...})").
+    Only the batch's structure and shapes matter there, so this replica's own part of it is used
+    instead (the same batch Keras takes from the iterator); one process and ``mirrored`` are untouched.
+    """
+    try:
+        from keras.src.backend.tensorflow import trainer
+    except ImportError:
+        return
+    cls = getattr(trainer, "TensorFlowTrainer", None)
+    collective = getattr(trainer, "_collective_all_reduce_multi_worker", None)
+    original = getattr(cls, "_maybe_symbolic_build", None)
+    if original is None or collective is None or getattr(original, "_tfp_anomaly_wrapped", False):
+        return
+    import tensorflow as tf
+
+    def _maybe_symbolic_build(self, iterator=None, data_batch=None):
+        strategy_ = getattr(self, "_distribute_strategy", None)
+        if iterator is None or strategy_ is None or not collective(strategy_):
+            return original(self, iterator=iterator, data_batch=data_batch)
+        for _, _, it in iterator:
+            batch = next(it)
+            data_batch = tf.nest.map_structure(
+                lambda v: strategy_.experimental_local_results(v)[0]
+                if isinstance(v, tf.distribute.DistributedValues) else v, batch)
+            break
+        return original(self, iterator=None, data_batch=data_batch)
+
+    _maybe_symbolic_build._tfp_anomaly_wrapped = True
+    cls._maybe_symbolic_build = _maybe_symbolic_build

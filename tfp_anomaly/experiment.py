@@ -158,7 +158,7 @@ def build_model(config: dict, input_shape, scaler_config: dict | None):
     return model
 
 
-def _callbacks(config: dict, run_dir) -> list:
+def _callbacks(config: dict, run_dir, chief: bool = True) -> list:
     import keras
 
     training, callbacks = config["training"], []
@@ -167,13 +167,13 @@ def _callbacks(config: dict, run_dir) -> list:
         options = {"monitor": "val_loss", "restore_best_weights": True,
                    **({"patience": stopping} if isinstance(stopping, int) else stopping)}
         callbacks.append(keras.callbacks.EarlyStopping(**options))
-    if training.get("tensorboard"):
+    if training.get("tensorboard") and chief:  # the chief alone writes the run directory
         callbacks.append(keras.callbacks.TensorBoard(log_dir=str(run_dir / "tensorboard")))
     return callbacks
 
 
 #: options that may change between an interrupted run and its continuation (train longer, quieter)
-RESUMABLE_CHANGES = (("training", "epochs"), ("training", "verbose"))
+RESUMABLE_CHANGES = (("training", "epochs"), ("training", "verbose"), ("training", "strategy"))
 
 
 def _comparable(config: dict) -> dict:
@@ -192,7 +192,7 @@ def _earlier_train_seconds(run: RunDirectory) -> float:
     return float(run.read_summary().get("train_seconds", 0.0))
 
 
-def _fit(config: dict, run: RunDirectory, model, prepared, callbacks):
+def _fit(config: dict, run: RunDirectory, model, prepared, callbacks, chief: bool = True):
     from .models.training import train
 
     training = config["training"]
@@ -202,7 +202,7 @@ def _fit(config: dict, run: RunDirectory, model, prepared, callbacks):
                  clipnorm=training["clipnorm"], verbose=training["verbose"], jit_compile=training["jit_compile"],
                  steps_per_execution=int(training["steps_per_execution"]),
                  flow_training=training["flow_training"], first_stage_epochs=training["first_stage_epochs"],
-                 callbacks=list(callbacks) + _callbacks(config, run.path))
+                 callbacks=list(callbacks) + _callbacks(config, run.path, chief), strategy=training.get("strategy", "none"))
 
 
 def _is_run_file(name: str) -> bool:
@@ -266,7 +266,13 @@ def run(config: dict, run_dir, overwrite: bool = False, callbacks=()) -> dict:
 
     :func:`check_before_run` runs first; a new run (or an ``overwrite``) that fails before training
     starts (reading the data, building the model, an interruption) leaves the directory as it was."""
+    from . import distribute
+
     run = RunDirectory(run_dir)
+    name = config["training"].get("strategy", "none")
+    distribute.strategy(name)  # first of all: a multi-worker strategy must precede every TensorFlow operation
+    if name == "multi_worker" and not distribute.worker_info().is_chief:
+        return _run_as_worker(config, run, callbacks)
     check_before_run(config, run.path, overwrite)
     created, fresh = not run.path.exists(), overwrite or not run.exists()
     try:
@@ -287,6 +293,24 @@ def run(config: dict, run_dir, overwrite: bool = False, callbacks=()) -> dict:
             with contextlib.suppress(OSError):
                 Path(run.path).rmdir()
         raise
+
+
+def _run_as_worker(config: dict, run: RunDirectory, callbacks) -> dict:
+    """A worker other than the chief (``training.strategy: multi_worker``): the same data, model and
+    training steps as the chief, whose run directory it resumes from and never writes (its checkpoints
+    go to a temporary directory of its own: :func:`tfp_anomaly.models.training.train`). Returns a summary
+    of its training, written nowhere."""
+    config_lib.check(config, "configuration")
+    check_model(config)
+    prepared = prepare_data(config)
+    model = build_model(config, prepared.input_shape, prepared.scaler.get_config())
+    start = time.perf_counter()
+    model, history = _fit(config, run, model, prepared, callbacks, chief=False)
+    logs = {k: [float(v) for v in values] for k, values in history.history.items()}
+    return {"model": config["model"]["type"], "input_shape": list(prepared.input_shape),
+            "parameters": int(model.count_params()), "epochs_done": int(config["training"]["epochs"]),
+            "epochs_this_call": len(history.epoch), "train_seconds": round(time.perf_counter() - start, 2),
+            "final": {k: v[-1] for k, v in logs.items() if v}, "worker": True}
 
 
 def _train_and_summarise(config: dict, run: RunDirectory, model, prepared, callbacks) -> dict:

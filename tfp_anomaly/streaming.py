@@ -317,10 +317,10 @@ class StreamedPart(_Part):
         """One epoch in batches, the protocol of :mod:`tfp_anomaly.data.parts`: the events of
         :meth:`shuffled` for ``epoch`` (or in order) cut into global batches of ``batch_size``
         (:func:`batches`), of which worker ``worker`` of ``workers`` takes its rows
-        (:func:`tfp_anomaly.data.parts.shard_bounds`); elements ``x``, or ``(x, None, w)`` with weights."""
+        (:func:`tfp_anomaly.data.parts.shard_bounds`); elements ``x``, or ``(x, (), w)`` with weights."""
         import tensorflow as tf
 
-        from .data.parts import check_shard, shard_bounds, steps_per_epoch
+        from .data.parts import NO_TARGET, check_shard, shard_bounds, steps_per_epoch
 
         check_shard(worker, workers)
         probe = next(self.chunks(1))
@@ -345,7 +345,7 @@ class StreamedPart(_Part):
         dataset = tf.data.Dataset.from_generator(generate, args=(tf.cast(epoch, tf.int64),),
                                                  output_signature=signature)
         if self.weighted:
-            dataset = dataset.map(lambda x, w: (x, None, w))
+            dataset = dataset.map(lambda x, w: (x, NO_TARGET, w))
         # the number of batches, known without reading (Keras then reads exactly one pass)
         steps = steps_per_epoch(self.n_events, batch_size, workers)
         return dataset.apply(tf.data.experimental.assert_cardinality(steps)).prefetch(2)

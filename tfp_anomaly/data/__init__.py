@@ -5,7 +5,7 @@ Everything here except :func:`make_dataset` and :func:`stream_dataset` works wit
 """
 from . import objects
 from .adc2021 import iter_adc2021, read_adc2021
-from .cache import iter_cache, read_cache, write_cache
+from .cache import CacheReader, iter_cache, read_cache, write_cache
 from .darkmachines import DarkMachinesReader, iter_darkmachines, read_darkmachines, write_darkmachines
 from .errors import DataFormatError, SkipLog
 from .events import Events, concatenate
@@ -15,6 +15,7 @@ from .lhco import FeatureTable, iter_lhco_raw, read_lhco_raw, read_lhco_scalars
 from .preprocessing import SCALERS, Scaler, get_scaler
 from .representation import FEATURES, PRESETS, ObjectGrid, grid_chunks
 from .sample import load_sample
+from .store import ensure_cache
 from .splits import Split, split_background, split_indices
 
 
@@ -36,7 +37,7 @@ __all__ = [
     "objects", "Events", "concatenate", "DataFormatError", "SkipLog",
     "DarkMachinesReader", "iter_darkmachines", "read_darkmachines", "write_darkmachines",
     "iter_adc2021", "read_adc2021", "FeatureTable", "read_lhco_scalars", "iter_lhco_raw", "read_lhco_raw",
-    "iter_cache", "read_cache", "write_cache", "open_events", "read_events", "available_formats",
+    "iter_cache", "read_cache", "write_cache", "CacheReader", "ensure_cache", "open_events", "read_events", "available_formats",
     "ObjectGrid", "FEATURES", "PRESETS", "Scaler", "SCALERS", "get_scaler",
     "Split", "split_indices", "split_background", "make_dataset", "stream_dataset", "grid_chunks", "load_sample",
 ]

@@ -24,12 +24,12 @@ train the same way:
       can be one, so at most N − 1 events per epoch, a different few each epoch when shuffled
       (:func:`steps_per_epoch` counts the batches left).
     * **elements**: the model input of the batch (a tensor, or a dict ``{"x", "mask"}`` of tensors)
-      when the part has no event weights; with weights, the triple ``(x, None, w)``, ``w`` the
-      float32 weights of the batch's events, which Keras 3 unpacks as (x, y, sample_weight) and hands
-      to the model's ``compute_loss(x, None, y_pred, sample_weight=w)``. The ``None`` is a real
-      element of the dataset: ``tf.data`` in TensorFlow ≥ 2.13 holds it (``NoneTensorSpec``) through
-      ``map``, ``zip`` and ``tf.distribute``, and Keras hands it on as ``y=None``, the autoencoder's
-      "no target".
+      when the part has no event weights; with weights, the triple ``(x, (), w)`` (:data:`NO_TARGET`),
+      ``w`` the float32 weights of the batch's events, which Keras 3 unpacks as (x, y, sample_weight)
+      and hands to the model's ``compute_loss(x, (), y_pred, sample_weight=w)``: an autoencoder has no
+      target. The empty tuple is a structure without components; ``None`` in its place is held by
+      ``tf.data`` in one process, but a multi-worker iterator fails on it (``NoneTensorSpec`` has no
+      shape), and Keras drops the weights of ``fit(x, None, sample_weight=w)``.
 
 Helpers an implementation uses to keep to these rules: :func:`shard_bounds`, :func:`check_shard`,
 :func:`steps_per_epoch`.
@@ -39,6 +39,10 @@ from __future__ import annotations
 import math
 
 from . import arrays as model_input
+
+
+#: the target of a weighted batch ``(x, NO_TARGET, w)``: an autoencoder has none (module docstring)
+NO_TARGET = ()
 
 
 def check_shard(worker: int, workers: int) -> None:
@@ -119,6 +123,6 @@ class ArrayPart:
 
         def gather(index):
             x = tf.nest.map_structure(lambda t: tf.gather(t, index), inputs)
-            return x if weights is None else (x, None, tf.gather(weights, index))
+            return x if weights is None else (x, NO_TARGET, tf.gather(weights, index))
 
         return batches.map(gather)

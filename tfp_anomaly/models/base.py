@@ -19,6 +19,7 @@ from __future__ import annotations
 from typing import NamedTuple
 
 import keras
+from keras.src.losses.loss import scale_loss_for_distribution
 import tensorflow as tf
 
 from .. import losses
@@ -180,7 +181,9 @@ class Autoencoder(ScoreTerms, keras.Model):
         weights = event_weights(sample_weight)
         loss, terms = self.objective(x, y_pred, training, step, sample_weight=weights)
         self.report(terms, weights)
-        return loss
+        # Keras's convention under a tf.distribute strategy: each replica's loss divided by the number of
+        # replicas, so that the summed gradients are those of the whole batch (identity in one process)
+        return scale_loss_for_distribution(loss)
 
     def report(self, values: dict, sample_weight=None):
         """Update the term metrics. A per-event term is averaged over the epoch with the event weights

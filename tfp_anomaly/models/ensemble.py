@@ -18,6 +18,7 @@ background-calibrated ranks (:class:`tfp_anomaly.scoring.MemberRanks`). Saved as
 from __future__ import annotations
 
 import keras
+from keras.src.losses.loss import scale_loss_for_distribution
 import tensorflow as tf
 
 from ..losses import weighted_mean
@@ -131,7 +132,7 @@ class Ensemble(ScoreTerms, keras.Model):
                                                  sample_weight=tf.reduce_sum(weights))
             else:
                 self.trackers[name].update_state(tf.add_n(values) / len(values))
-        return total
+        return scale_loss_for_distribution(total)  # Autoencoder.compute_loss: one replica's share
 
     def score_terms(self, inputs, seed) -> dict:
         """Every member's terms stacked on axis 1: ``terms[key]`` is (N, K, ...). Member k draws with
