@@ -293,8 +293,8 @@ def compare_workers(work: Path, args) -> dict:
     for workers in (1, 2):
         try:
             probe[workers] = allreduce_ms(work, sizes, workers)
-            print(f"all-reduce, {workers} worker(s): " + ", ".join(f"{k:,} floats {v:.2f} ms" for k, v in probe[workers].items()),
-                  flush=True)
+            measured = ", ".join(f"{k:,} floats {v:.2f} ms" for k, v in probe[workers].items())
+            print(f"all-reduce, {workers} worker(s): {measured}", flush=True)
         except RuntimeError as err:
             print(err, flush=True)
     try:
@@ -377,32 +377,34 @@ def cluster_text(workers: dict) -> str:
     one, pair = rows.get("one process"), rows.get("two workers, same batch per worker")
     if not one or not pair or _step_ms(one) is None or _step_ms(pair) is None:
         return ""
-    t1, t2 = _step_ms(one), _step_ms(pair)
+    t1, t2, b = _step_ms(one), _step_ms(pair), one["global batch"]
     rate1 = one["summary"]["events"]["train"] / one["summary"]["train_seconds"]
     probe, params = workers.get("allreduce_ms") or {}, workers.get("parameters")
-    text = [f"What a cluster changes. Here one process takes {t1:.0f} ms per step of {one['global batch']} events; two "
-            f"workers at the same {pair['batch per worker']} events each take {t2:.0f} ms per (twice as large) step: "
-            f"{t2 - t1:+.0f} ms, which is the two processes sharing these {os.cpu_count()} cores plus the all-reduce, so "
-            "two workers do no more than one process here."]
+    text = [f"What a cluster changes. Here one process takes {t1:.0f} ms per step of {b} events; two workers at "
+            f"the same {pair['batch per worker']} events each take {t2:.0f} ms per (twice as large) step: "
+            f"{t2 - t1:+.0f} ms, the two processes sharing these {os.cpu_count()} cores plus the all-reduce, so two "
+            "workers do no more than one process here."]
     if 1 in probe and 2 in probe and params in probe[2]:
-        ar = probe[2][params] - probe[1][params]
-        big = max(probe[2])
-        text.append(f"The all-reduce alone costs {ar:.1f} ms per step for this model's {params:,} parameters "
-                    f"({probe[2][params]:.1f} ms with two workers against {probe[1][params]:.1f} ms with one), about "
-                    f"{100 * ar / (t1 + ar):.0f} % of a step of {t1:.0f} ms; it is latency, not volume (a "
-                    f"{big // params}× larger gradient, {big:,} floats, takes {probe[2][big]:.0f} ms). On machines of "
-                    "their own each worker computes its batch as fast as one process alone, the global batch grows "
-                    "with the workers and the all-reduce is the one cost that does not shrink: n workers then train "
-                    f"about n × {one['global batch']} / ({t1:.0f} + t_ar) events per ms, t_ar the network's all-reduce "
-                    "time (a ring of n workers sends 2(n − 1)/n × 4 bytes per parameter per worker per step, "
-                    f"{8 * params / 1e6:.2f} MB here, {8 * params * 8 / 10e9 * 1e3:.2f} ms at 10 Gb/s: latency-bound, so t_ar "
-                    "grows with the number of hops, 2(n − 1), rather than with the model).")
+        ar, big = probe[2][params] - probe[1][params], max(probe[2])
+        mb = 8 * params / 1e6  # a ring all-reduce sends about 2 x 4 bytes per parameter per worker
+        text.append(
+            f"The all-reduce alone costs {ar:.1f} ms per step for this model's {params:,} parameters "
+            f"({probe[2][params]:.1f} ms with two workers against {probe[1][params]:.1f} ms with one), "
+            f"{100 * ar / (t1 + ar):.0f} % of a step of {t1:.0f} ms; it is mostly latency (a {big // params}× "
+            f"larger gradient, {big:,} floats, takes {probe[2][big]:.0f} ms). On machines of their own, each "
+            "worker computes its batch as fast as one process alone, the global batch grows with the workers, "
+            f"and the all-reduce is the cost that does not shrink: n workers train about n × {b} / ({t1:.0f} ms "
+            "+ t_ar) events per second, t_ar the network's all-reduce time. A ring of n workers sends "
+            f"2(n − 1)/n × 4 bytes per parameter per worker per step, {mb:.2f} MB here, "
+            f"{mb * 8 / 10e3 * 1e3:.2f} ms at 10 Gb/s: t_ar grows with the 2(n − 1) hops of the ring, each a "
+            "network latency, rather than with the model.")
     if workers.get("pipeline"):
         pipeline = workers["pipeline"]
-        text.append(f"The input does not shrink either: each worker reads and grids every event of the epoch "
-                    f"({pipeline:,.0f} events/s on one core here, in a `tf.data` thread beside the training), so it "
-                    f"sets the pace beyond about {pipeline / rate1:.0f} workers ({pipeline:,.0f} / {rate1:,.0f} events/s "
-                    "of one training process here), and costs each worker a core's share before that.")
+        text.append(
+            f"The input does not shrink either: each worker reads and grids every event of the epoch "
+            f"({pipeline:,.0f} events/s on one core here, in a `tf.data` thread beside the training), so it "
+            f"sets the pace beyond about {pipeline / rate1:.0f} workers ({pipeline:,.0f} / {rate1:,.0f} "
+            "events/s of one training process here) and takes a core's share on each worker before that.")
     return " ".join(text)
 
 
@@ -417,9 +419,10 @@ def to_markdown(results, facts, workers, args, argv, info, work) -> str:
              f"machine was shared with other work (5-minute load average at the end of each stage: "
              f"{loads} on {os.cpu_count()} cores), "
              "so wall times are upper bounds; CPU seconds are the stage's own  ",
-             f"File: {args.events:,} events resampled (seed {args.seed}) from the embedded background, Dark Machines CSV "
-             f"({info['csv_mib']:,.0f} MiB, written in {info['csv_seconds']:.0f} s), cache {info.get('cache_mib', 0):,.0f} MiB. "
-             f"Model: `examples/configs/convvae.yaml` (the DarkFlow ConvVAE, {summary.get('parameters', 0):,} parameters, "
+             f"File: {args.events:,} events resampled (seed {args.seed}) from the embedded background, Dark "
+             f"Machines CSV ({info['csv_mib']:,.0f} MiB, written in {info['csv_seconds']:.0f} s), cache "
+             f"{info.get('cache_mib', 0):,.0f} MiB. Model: `examples/configs/convvae.yaml` (the DarkFlow ConvVAE, "
+             f"{summary.get('parameters', 0):,} parameters, "
              f"batch {args.batch_size}, XLA), one epoch, streamed (`data.stream: true`)"
              + (f"; split {events.get('train', 0):,} / {events.get('val', 0):,} / {events.get('test', 0):,} events"
                 if events else "") + ". Peak RSS: the child's own `ru_maxrss` (`os.wait4`); seconds include its "
@@ -436,7 +439,7 @@ def to_markdown(results, facts, workers, args, argv, info, work) -> str:
                      "and saving.")
     line = auc_line(facts)
     if line:
-        lines.append(line)
+        lines += ["", line]
     failed = [r for r in results if r["rc"]]
     for r in failed:
         lines += ["", f"**Stage {r['stage']} failed** (exit {r['rc']}, peak {r['peak_mib']:,.0f} MiB); its output "
@@ -453,10 +456,12 @@ def to_markdown(results, facts, workers, args, argv, info, work) -> str:
         probe = workers.get("allreduce_ms") or {}
         if probe:
             sizes = sorted(next(iter(probe.values())))
-            table = pd.DataFrame([{"float32 summed per step": f"{size:,}" + (" (this model's gradient)"
-                                                                                 if size == workers["parameters"] else ""),
-                                   **{f"{w} worker{'s' if w > 1 else ''} ms": probe[w].get(size) for w in sorted(probe)}}
-                                  for size in sizes])
+            def row(size):
+                name = f"{size:,}" + (" (this model's gradient)" if size == workers["parameters"] else "")
+                return {"float32 summed per step": name,
+                        **{f"{w} worker{'s' if w > 1 else ''} ms": probe[w].get(size) for w in sorted(probe)}}
+
+            table = pd.DataFrame([row(size) for size in sizes])
             lines += ["All-reduce alone: one `tf.distribute.MultiWorkerMirroredStrategy` all-reduce (sum) per step "
                       "between processes on this machine (gRPC over loopback, the CPU ring), median of 300 steps "
                       "after 20 warm-up steps:", "", markdown_table(table, digits=2), ""]

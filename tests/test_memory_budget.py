@@ -53,7 +53,8 @@ INPUT_BYTES = 32 * 4 * 4 + 32
 
 CONFIG = """
 data: {{background: {background}, signals: sample, fit_events: 20000, chunk_events: 65536}}
-grid: {{blocks: [[j, 13], [b, 3], [m+, 3], [m-, 3], [e+, 3], [e-, 3], [g, 3]], met_row: true, features: [E, pt, eta, phi]}}
+grid: {{blocks: [[j, 13], [b, 3], [m+, 3], [m-, 3], [e+, 3], [e-, 3], [g, 3]], met_row: true,
+       features: [E, pt, eta, phi]}}
 scaler: {{name: standard, log_columns: [0, 1]}}
 split: {{fractions: [0.85, 0.1, 0.05], seed: 0}}
 model: {{type: vae, latent_dim: 4, network: {{type: dense, hidden_units: [32]}}, iwae_samples: 2}}
