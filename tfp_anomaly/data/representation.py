@@ -39,6 +39,13 @@ log = logging.getLogger(__name__)
 MAX_DROPPED_FRACTION = 0.5
 
 # --------------------------------------------------------------------------- feature registry
+def object_mass(e, pt, eta, phi):
+    """m = √(E² − |p⃗|²) with |p⃗| = pT cosh η, in float64; m² clamped at 0: the files round E and pT to
+    about six digits, which makes E² − |p⃗|² of a (nearly) massless object a small number of either sign."""
+    p = np.asarray(pt, np.float64) * np.cosh(np.asarray(eta, np.float64))
+    return np.sqrt(np.maximum(np.asarray(e, np.float64) ** 2 - p ** 2, 0.0))
+
+
 #: feature name -> function of (E, pT, η, φ) arrays. ``log_*`` use log1p and so depend on the unit.
 #: (Its kind is plural: :class:`ObjectGrid` names all unknown features of a grid at once.)
 FEATURES = Registry("features")
@@ -54,6 +61,8 @@ for _name, _feature in {
     "px": lambda e, pt, eta, phi: pt * np.cos(phi),
     "py": lambda e, pt, eta, phi: pt * np.sin(phi),
     "pz": lambda e, pt, eta, phi: pt * np.sinh(eta),
+    "m": object_mass,
+    "log_m": lambda e, pt, eta, phi: np.log1p(object_mass(e, pt, eta, phi)),
 }.items():
     FEATURES.register(_name, _feature)
 
