@@ -13,6 +13,8 @@ import yaml
 from tfp_anomaly import config as config_lib
 from tfp_anomaly import inputs, streaming
 from tfp_anomaly.cli import main
+from tfp_anomaly.data import read_darkmachines
+from tfp_anomaly.data.observables import REPORT_OBSERVABLES
 from tfp_anomaly.data.sample import sample_files
 from tfp_anomaly.data.splits import split_indices, subset_indices
 from tfp_anomaly.evaluate import shard_range
@@ -119,7 +121,7 @@ def _score(run, *extra):
     assert main(["score", str(run), "--batch-size", "256", "--no-progress", *methods, *extra]) == 0
 
 
-def test_a_streamed_run_scores_alike_streamed_in_memory_and_in_shards(trained, monkeypatch):
+def test_a_streamed_run_scores_alike_streamed_in_memory_and_in_shards(trained, files, monkeypatch):
     run = RunDirectory(trained)
     _score(trained)
     streamed = ScoredRun.load(run.scores_file)
@@ -139,3 +141,24 @@ def test_a_streamed_run_scores_alike_streamed_in_memory_and_in_shards(trained, m
         np.testing.assert_array_equal(merged.background[method], memory.background[method])
         np.testing.assert_array_equal(merged.signals["qstar"][method], memory.signals["qstar"][method])
     np.testing.assert_array_equal(merged.events["background"]["event_id"], memory.events["background"]["event_id"])
+    for sample in ("background", "qstar"):  # every scored event carries its physics observables, in each mode
+        for name in REPORT_OBSERVABLES:
+            np.testing.assert_array_equal(streamed.observables[sample][name], memory.observables[sample][name])
+            np.testing.assert_array_equal(merged.observables[sample][name], memory.observables[sample][name])
+    _observables_match_the_events(files, memory)
+
+
+def _observables_match_the_events(files, scored):
+    """The stored observables are those of the events the ids name (an independent read of the CSV, HT and
+    the jet count recomputed here from the objects)."""
+    events = read_darkmachines(files / "background.csv", unit="GeV")
+    by_id = {int(i): k for k, i in enumerate(events.event_id)}
+    rows = np.array([by_id[int(i)] for i in scored.events["background"]["event_id"]])
+    picked = events[rows]
+    jets = np.isin(picked.obj_type, [0, 1])  # j, b
+    ht = np.bincount(picked.event_index[jets], weights=picked.obj_pt[jets].astype(np.float64), minlength=len(picked))
+    np.testing.assert_allclose(scored.observables["background"]["HT"], ht, rtol=1e-12)
+    np.testing.assert_array_equal(scored.observables["background"]["n_jets"], np.bincount(
+        picked.event_index[jets], minlength=len(picked)))
+    np.testing.assert_allclose(scored.observables["background"]["MET"], picked.met, rtol=1e-6)
+    assert len(set(scored.observables["background"]["m_jj"])) > 100

@@ -16,7 +16,8 @@ from pathlib import Path
 import numpy as np
 
 from . import config as config_lib
-from .data import arrays
+from .data import Events, arrays
+from .data.observables import compute as compute_observables
 from .inputs import background_part, file_format, model_input, prepare_data, read_background, signal_part_map
 from .report.results import LATENT_ROWS, ScoredRun, scores_writer
 from .streaming import MemoryPart
@@ -30,7 +31,24 @@ def describe(model, config: dict, summary: dict) -> dict:
             "flow": str(getattr(model, "flow_spec", "") or ""), "latent_dim": int(model.latent_dim),
             "parameters": int(model.count_params()), "epochs": summary.get("epochs_done"),
             "train_events": (summary.get("events") or {}).get("train"),
-            "ensemble": int(getattr(model, "ensemble_size", 1)), "diagnostics": summary.get("diagnostics")}
+            "ensemble": int(getattr(model, "ensemble_size", 1)), "diagnostics": summary.get("diagnostics"),
+            "seed": int(config["training"]["seed"]), "config_digest": config_digest(config)}
+
+
+#: configuration keys that do not make a run another model: its training seed (runs that differ in it
+#: alone are seeds of one model, aggregated by the report) and how training reports progress
+SEED_KEYS = (("training", "seed"), ("training", "verbose"), ("training", "tensorboard"))
+
+
+def config_digest(config: dict) -> str:
+    """16 hex digits identifying the model a configuration trains, whatever its training seed: the digest of
+    the configuration without :data:`SEED_KEYS`. Runs of one digest are seeds of one model."""
+    import copy
+
+    config = copy.deepcopy(config)
+    for section, key in SEED_KEYS:
+        (config.get(section) or {}).pop(key, None)
+    return _digest(config)
 
 
 def read_run_config(run_dir) -> dict:
@@ -168,7 +186,8 @@ def _as_part(config: dict, sample):
         return sample
     weights = sample.weight if config["data"].get("weights") and hasattr(sample, "weight") else None
     ids = getattr(sample, "event_id", None)
-    return MemoryPart(model_input(config, sample), weights, ids)
+    physics = compute_observables(sample) if isinstance(sample, Events) else None
+    return MemoryPart(model_input(config, sample), weights, ids, observables=physics)
 
 
 def _check_part(part, shape: tuple, source: str) -> None:
@@ -248,13 +267,14 @@ def score_run(run_dir, methods="all", signals: dict | None = None, name: str | N
         for sample, part in samples.items():
             rows = []
             for chunk, scores, terms in score_part(model, scorer, part, shard, progress):
-                writer.append(sample, scores, chunk.event_id, chunk.file, chunk.weights)
+                writer.append(sample, scores, chunk.event_id, chunk.file, chunk.weights, chunk.observables)
                 first = member_terms(terms, 0) if getattr(model, "ensemble_size", 1) > 1 else terms  # plots: member 0
                 if sum(len(r) for r in rows) < LATENT_ROWS:
                     rows.append(first["latent"][:LATENT_ROWS])
             if not rows:  # a shard that falls on none of this sample's batches
                 writer.append(sample, {m: np.zeros(0) for m in scorer.methods}, np.zeros(0, np.int64),
-                              np.zeros(0, np.int16), None if not _weighted(part) else np.zeros(0))
+                              np.zeros(0, np.int16), None if not _weighted(part) else np.zeros(0),
+                              {name: np.zeros(0) for name in (getattr(part, "observables", None) or ())} or None)
             latent[sample] = np.concatenate(rows)[:LATENT_ROWS] if rows else np.zeros((0, model.latent_dim), np.float32)
         writer.finish(name or run.name, meta, latent, run.read_history())
     if shard is None:

@@ -36,6 +36,8 @@ import numpy as np
 from . import config as config_lib
 from .data import (DataFormatError, FeatureTable, ObjectGrid, Scaler, arrays, concatenate, formats, get_scaler,
                    read_lhco_scalars, split_indices)
+from .data.observables import REPORT_OBSERVABLES
+from .data.observables import compute as compute_observables
 from .data.sample import manifest as sample_manifest
 from .data.splits import LEGACY_SUBSET, PARTS, SUBSETS, Split, subset_indices
 from .streaming import UNUSED, EventFiles, MemoryPart, StreamedPart, fit_rows, select_background
@@ -73,6 +75,9 @@ class Prepared:
             streamed, each part carries its own.
         ids: in memory, ``{part: (event ids, file numbers)}``; the files are ``report["files"]``.
         streamed: whether the parts are streamed (``data.stream``).
+        observables: in memory, ``{"test": {name: (N,)}}``: the test events' physics observables
+            (:data:`~tfp_anomaly.data.observables.REPORT_OBSERVABLES`, stored with their scores); a
+            streamed test part computes its own chunk by chunk. None for a feature table.
     """
 
     parts: dict
@@ -84,6 +89,7 @@ class Prepared:
     weights: dict | None = None
     ids: dict | None = None
     streamed: bool = False
+    observables: dict | None = None
 
     def training_part(self, name: str):
         """The part ``name`` for :func:`tfp_anomaly.models.training.train`: the streamed part, or a
@@ -106,7 +112,8 @@ class Prepared:
         if self.streamed:
             return self.parts[name]
         event_id, file = self.ids[name] if self.ids else (None, None)
-        return MemoryPart(self.parts[name], None if self.weights is None else self.weights[name], event_id, file)
+        return MemoryPart(self.parts[name], None if self.weights is None else self.weights[name], event_id, file,
+                          (self.observables or {}).get(name))
 
 
 def resolve_paths(config: dict, files, key: str) -> list[Path]:
@@ -403,7 +410,8 @@ def file_part(config: dict, paths, key: str, file_formats=None, keep_label=None,
         codes = np.where(labels == keep_label, 0, UNUSED).astype(np.uint8)
     if data.get("weights"):
         _check_weights(files, paths)
-    part = StreamedPart(files, codes, 0, _to_input(config), bool(data.get("weights")), int(data["chunk_events"]), limit)
+    part = StreamedPart(files, codes, 0, _to_input(config), bool(data.get("weights")), int(data["chunk_events"]), limit,
+                        REPORT_OBSERVABLES)
     return part, 0 if codes is None else files.n_rows - int((codes == 0).sum())
 
 
@@ -535,9 +543,10 @@ def prepare_data(config: dict) -> Prepared:
         file_numbers = files.file_of(kept)
         ids = {name: (table.event_id[index], file_numbers[index]) for name, index in split.parts().items()}
         fit_input = arrays.take(background, np.searchsorted(kept, fit))
+        test_observables = compute_observables(table[split.parts()["test"]])
     report["split"] = counts["split"]
     return Prepared(parts, tuple(x.shape[1:]), _fitted_scaler(config, fit_input), split, report, fit_input,
-                    weights, ids)
+                    weights, ids, observables={"test": test_observables})
 
 
 def _prepare_streamed(config: dict, files: EventFiles, codes, counts, fit, report) -> Prepared:
@@ -555,7 +564,8 @@ def _prepare_streamed(config: dict, files: EventFiles, codes, counts, fit, repor
         x, mask = grid.transform(events)
         return {"x": x, "mask": mask}
 
-    parts = {name: StreamedPart(files, codes, code, to_input, bool(data.get("weights")), int(data["chunk_events"]))
+    parts = {name: StreamedPart(files, codes, code, to_input, bool(data.get("weights")), int(data["chunk_events"]),
+                                observables=REPORT_OBSERVABLES if name == "test" else ())
              for code, name in enumerate(PARTS)}
     split = _LazySplit(codes)
     return Prepared(parts, grid.shape, _fitted_scaler(config, fit_input), split, report, fit_input, streamed=True)

@@ -36,6 +36,7 @@ from typing import Callable, Iterator
 import numpy as np
 
 from .data import Events, concatenate
+from .data.observables import compute as compute_observables
 from .data.splits import PARTS, split_indices, subset_indices
 
 log = logging.getLogger(__name__)
@@ -172,12 +173,15 @@ def fit_rows(codes: np.ndarray, fit_events: int | None, seed: int) -> np.ndarray
 
 @dataclasses.dataclass
 class Chunk:
-    """Consecutive events of a part: their model input, weights (or None), event ids and file numbers."""
+    """Consecutive events of a part: their model input, weights (or None), event ids and file numbers,
+    and, for a part read to be scored, ``{name: (n,)}`` physics observables
+    (:mod:`tfp_anomaly.data.observables`; None otherwise, e.g. in training)."""
 
     inputs: object
     weights: np.ndarray | None
     event_id: np.ndarray
     file: np.ndarray
+    observables: dict | None = None
 
 
 class _Part:
@@ -195,8 +199,7 @@ class _Part:
             n = len(chunk.event_id)
             lo, hi = max(first - seen, 0), min(stop - seen, n)
             if lo < hi:
-                yield Chunk(_take(chunk.inputs, slice(lo, hi)), None if chunk.weights is None else chunk.weights[lo:hi],
-                            chunk.event_id[lo:hi], chunk.file[lo:hi])
+                yield _slice(chunk, slice(lo, hi))
             seen += n
             if seen >= stop:
                 return
@@ -206,12 +209,13 @@ class _Part:
 @dataclasses.dataclass
 class MemoryPart(_Part):
     """A part held in memory: its model input, weights (or None), event ids and file numbers (default:
-    the row numbers and file 0)."""
+    the row numbers and file 0), and its events' physics observables ``{name: (N,)}`` (or None)."""
 
     inputs: object
     weights: np.ndarray | None = None
     event_id: np.ndarray | None = None
     file: np.ndarray | None = None
+    observables: dict | None = None
 
     def __post_init__(self):
         from .data import arrays
@@ -225,9 +229,8 @@ class MemoryPart(_Part):
     def chunks(self, size: int | None = None) -> Iterator[Chunk]:
         size = size or max(self.n_events, 1)
         for start in range(0, self.n_events, size):
-            index = slice(start, start + size)
-            yield Chunk(_take(self.inputs, index), None if self.weights is None else self.weights[index],
-                        self.event_id[index], self.file[index])
+            yield _slice(Chunk(self.inputs, self.weights, self.event_id, self.file, self.observables),
+                         slice(start, start + size))
 
 
 @dataclasses.dataclass
@@ -243,6 +246,8 @@ class StreamedPart(_Part):
         weighted: whether batches carry the events' weights (``data.weights``).
         chunk_events: events per buffer (``data.chunk_events``).
         limit: read at most this many events of the part (the first ones).
+        observables: the physics observables each chunk carries (names of
+            :data:`tfp_anomaly.data.observables.OBSERVABLES`; a part to be scored), none by default.
     """
 
     files: EventFiles
@@ -252,6 +257,7 @@ class StreamedPart(_Part):
     weighted: bool = True
     chunk_events: int = 1 << 18
     limit: int | None = None
+    observables: tuple = ()
 
     def __post_init__(self):
         total = self.files.n_rows if self.codes is None else int((self.codes == self.part).sum())
@@ -287,7 +293,7 @@ class StreamedPart(_Part):
         if order is not None:
             table, rows = table[order], rows[order]
         return Chunk(self.to_input(table), table.weight if self.weighted else None, table.event_id,
-                     self.files.file_of(rows))
+                     self.files.file_of(rows), compute_observables(table, self.observables) if self.observables else None)
 
     def chunks(self, size: int | None = None) -> Iterator[Chunk]:
         """The part's events in order, in chunks of about ``size`` events (whole blocks; default
@@ -392,7 +398,9 @@ def _join(a: Chunk, b: Chunk) -> Chunk:
 
     return Chunk(arrays.concatenate([a.inputs, b.inputs]),
                  None if a.weights is None else np.concatenate([a.weights, b.weights]),
-                 np.concatenate([a.event_id, b.event_id]), np.concatenate([a.file, b.file]))
+                 np.concatenate([a.event_id, b.event_id]), np.concatenate([a.file, b.file]),
+                 None if a.observables is None else {k: np.concatenate([v, b.observables[k]])
+                                                     for k, v in a.observables.items()})
 
 
 def _copy(chunk: Chunk) -> Chunk:
@@ -400,9 +408,10 @@ def _copy(chunk: Chunk) -> Chunk:
     import copy
 
     return Chunk(*(copy.deepcopy(v) if isinstance(v, dict) else None if v is None else np.array(v)
-                   for v in (chunk.inputs, chunk.weights, chunk.event_id, chunk.file)))
+                   for v in (chunk.inputs, chunk.weights, chunk.event_id, chunk.file, chunk.observables)))
 
 
 def _slice(chunk: Chunk, index) -> Chunk:
     return Chunk(_take(chunk.inputs, index), None if chunk.weights is None else chunk.weights[index],
-                 chunk.event_id[index], chunk.file[index])
+                 chunk.event_id[index], chunk.file[index],
+                 None if chunk.observables is None else {k: v[index] for k, v in chunk.observables.items()})

@@ -11,6 +11,10 @@ then renamed):
     events/background/event_id   (N_B,) each scored event's id in its file (``event_id`` of the format)
     events/background/file       (N_B,) the number of its file in ``meta["files"]["background"]``
     events/background/weight     (N_B,) its weight, when the run uses event weights (``data.weights``)
+    events/background/observables/<name>
+                                 (N_B,) physics observables of each scored event (HT, MET, m_jj, ...:
+                                 :data:`tfp_anomaly.data.observables.REPORT_OBSERVABLES`), for events
+                                 read from event files
     events/s<k>/...              the same for each signal, in the order of ``signal/``
     history                      JSON of the training history (attrs), when the run has one
 
@@ -18,7 +22,8 @@ Method and signal names are kept verbatim in attributes (they may contain ``+``,
 Scores are written chunk by chunk (:class:`ScoresWriter`), so scoring a file larger than memory never
 holds its scores; ``tfp-anomaly score --shard I/N`` writes one file per shard, and :func:`merge` puts
 the shards of a run back together in event order (``tfp-anomaly report`` does so).
-Files written before the ``events`` group existed load with empty :attr:`ScoredRun.events`.
+Files written before the ``events`` group existed load with empty :attr:`ScoredRun.events`, before the
+observables with empty :attr:`ScoredRun.observables`.
 """
 from __future__ import annotations
 
@@ -47,6 +52,7 @@ class ScoredRun:
     history: dict | None = None
     #: sample ("background" or a signal name) → {"event_id", "file"[, "weight"]} of the scored events
     events: dict = dataclasses.field(default_factory=dict)
+    observables: dict = dataclasses.field(default_factory=dict)
 
     @property
     def methods(self) -> list[str]:
@@ -80,8 +86,10 @@ class ScoredRun:
                 events = f.create_group("events")
                 for k, sample in enumerate(["background", *self.signals]):
                     if sample in self.events:
-                        _write_columns(events.create_group("background" if k == 0 else f"s{k - 1}"),
-                                       self.events[sample])
+                        group = events.create_group("background" if k == 0 else f"s{k - 1}")
+                        _write_columns(group, self.events[sample])
+                        if sample in self.observables:
+                            _write_columns(group.create_group("observables"), self.observables[sample])
         return path
 
     @classmethod
@@ -106,13 +114,16 @@ class ScoredRun:
                 history = json.loads(f.attrs["history"]) if "history" in f.attrs else None
                 groups = sorted(f["signal"].items(), key=lambda kv: int(kv[0][1:]))
                 signals = {g.attrs["name"]: _read_group(g) for _, g in groups}
-                events = {}
+                events, observables = {}, {}
                 if "events" in f:
                     for sample, key in [("background", "background"), *((g.attrs["name"], k) for k, g in groups)]:
                         if key in f["events"]:
-                            events[sample] = {name: d[()] for name, d in f["events"][key].items()}
+                            group = f["events"][key]
+                            events[sample] = {name: d[()] for name, d in group.items() if name != "observables"}
+                            if "observables" in group:
+                                observables[sample] = {name: d[()] for name, d in group["observables"].items()}
                 return cls(str(f.attrs["name"]), json.loads(f.attrs["meta"]), _read_group(f["background"]), signals,
-                           _read_group(f["latent"]), history, events)
+                           _read_group(f["latent"]), history, events, observables)
         except KeyError as err:
             raise ValueError(f"{path}: not a scores file of tfp-anomaly score (no {err.args[0] if err.args else err}"
                              f"){again}") from None
@@ -140,9 +151,9 @@ class ScoresWriter:
     """The scores of a run written sample by sample and chunk by chunk into an open HDF5 file (the layout
     of the module docstring); made by :func:`scores_writer`.
 
-    ``append(sample, scores, event_id, file, weight=None)`` adds the next events of ``sample``
-    (``"background"`` first, then each signal); ``finish(name, meta, latent, history)`` writes the
-    attributes and the latent rows."""
+    ``append(sample, scores, event_id, file, weight=None, observables=None)`` adds the next events of
+    ``sample`` (``"background"`` first, then each signal) with their physics observables ``{name: (n,)}``
+    when given; ``finish(name, meta, latent, history)`` writes the attributes and the latent rows."""
 
     def __init__(self, handle):
         self.handle, self.finished, self._groups = handle, False, {}
@@ -161,13 +172,17 @@ class ScoresWriter:
             self._groups[sample] = (scores, events)
         return self._groups[sample]
 
-    def append(self, sample: str, scores: dict, event_id, file, weight=None) -> None:
+    def append(self, sample: str, scores: dict, event_id, file, weight=None, observables=None) -> None:
         scores_group, events_group = self._group(sample)
         for k, (method, values) in enumerate(scores.items()):
             _extend(scores_group, f"d{k}", np.asarray(values, np.float64), name=method)
         columns = {"event_id": event_id, "file": file, **({} if weight is None else {"weight": weight})}
         for column, values in columns.items():
             _extend(events_group, column, np.asarray(values))
+        if observables:
+            group = events_group.require_group("observables")
+            for name, values in observables.items():
+                _extend(group, name, np.asarray(values, np.float64))
 
     def finish(self, name: str, meta: dict, latent: dict, history: dict | None = None) -> None:
         self.handle.attrs["name"] = name
@@ -230,6 +245,9 @@ def merge(shards: list) -> ScoredRun:
 
     signals = {name: joined(lambda r, n=name: r.signals[n]) for name in first.signals}
     events = {sample: joined(lambda r, s=sample: r.events.get(s, {})) for sample in first.events}
+    observables = {sample: joined(lambda r, s=sample: r.observables.get(s, {})) for sample in first.observables
+                   if all(sample in shard.observables for shard in shards)}
     meta = {**first.meta, "shard": {"merged": len(shards)}}
     latent = {sample: np.concatenate([shard.latent[sample] for shard in shards])[:LATENT_ROWS] for sample in first.latent}
-    return ScoredRun(first.name, meta, joined(lambda r: r.background), signals, latent, first.history, events)
+    return ScoredRun(first.name, meta, joined(lambda r: r.background), signals, latent, first.history, events,
+                     observables)
