@@ -414,18 +414,17 @@ def _energy(values: dict) -> np.ndarray:
     return np.sqrt(p ** 2 + values["mass"] ** 2) if "mass" in values else p
 
 
-def _type_ids(where: _Where, ob: ObjectBranches, raw: dict, counts, first: int, bit: int) -> np.ndarray:
-    """Object type ids: ``ob.code``, split by the sign of the charge or by the b-tag bit."""
-    ids = np.full(len(raw["pt"]), objects.type_id(ob.code), np.int8)
+def _type_ids(where: _Where, ob: ObjectBranches, charge, tag, counts, first: int, bit: int) -> np.ndarray:
+    """Object type ids: ``ob.code``, split by the sign of ``charge`` or by bit ``bit`` of ``tag``."""
+    ids = np.full(int(counts.sum()), objects.type_id(ob.code), np.int8)
     if ob.charge:
-        sign = np.sign(raw["charge"])
+        sign = np.sign(charge)
         zero = np.flatnonzero(sign == 0)
         if len(zero):
             raise where.error("charge 0 for a charged lepton", ob.charge, _entry(counts, zero[0], first))
         negative, positive = (objects.type_id(c) for c in CHARGED[ob.code])
         ids = np.where(sign < 0, negative, positive).astype(np.int8)
     if ob.btag:
-        tag = raw["btag"]
         if tag.dtype.kind not in "biu":
             raise where.error(f"b-tag values of type {tag.dtype}: expected an integer bit mask or a boolean",
                               ob.btag, first)
@@ -444,13 +443,12 @@ def _block(where: _Where, ob: ObjectBranches, arrays: dict, paths: dict, first: 
             k = int(np.flatnonzero(n != counts)[0])
             raise where.error(f"{n[k]} values, but branch {ob.pt!r} has {counts[k]} (the branches of object "
                               f"type {ob.code!r} must have equal counts)", branch, first + k)
-    values = {f: _finite(where, raw[f], counts, ob.branches[f], first)
-              for f in REQUIRED_FEATURES + ("e", "mass") if f in raw}
+    values = {f: _finite(where, v, counts, ob.branches[f], first) for f, v in raw.items() if f != "btag"}
     negative = np.flatnonzero(values["pt"] < 0)
     if len(negative):
         raise where.error(f"negative pT {values['pt'][negative[0]]}", ob.pt, _entry(counts, negative[0], first))
-    return _Block(counts, _type_ids(where, ob, raw, counts, first, bit), _energy(values), values["pt"],
-                  values["eta"], values["phi"])
+    ids = _type_ids(where, ob, values.get("charge"), raw.get("btag"), counts, first, bit)
+    return _Block(counts, ids, _energy(values), values["pt"], values["eta"], values["phi"])
 
 
 def _interleave(blocks: list, n: int) -> dict:
