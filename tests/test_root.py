@@ -15,7 +15,7 @@ from tfp_anomaly import config as config_lib
 from tfp_anomaly import inputs
 from tfp_anomaly.cli import main
 from tfp_anomaly.data import DataFormatError, formats, read_cache, read_events
-from tfp_anomaly.data.root import (check_options, iter_delphes, iter_root_ntuple, parse_mapping, read_delphes,
+from tfp_anomaly.data.root import (check_options, iter_delphes, parse_mapping, read_delphes,
                                    read_root_ntuple)
 from tfp_anomaly.data.store import ensure_cache
 

@@ -59,6 +59,7 @@ value per entry.
 """
 from __future__ import annotations
 
+import collections
 import contextlib
 import dataclasses
 import logging
@@ -341,10 +342,10 @@ def branch_index(tree) -> dict:
     """branch name -> full path, for every branch of ``tree`` by its full path (``Jet/Jet.PT``) and,
     where unambiguous, its leaf name (``Jet.PT``)."""
     full = list(tree.keys())
-    index = {name: name for name in full}
-    for name in full:
-        index.setdefault(name.rsplit("/", 1)[-1], name)
-    return index
+    leaves = [name.rsplit("/", 1)[-1] for name in full]
+    counts = collections.Counter(leaves)
+    unique = {leaf: name for leaf, name in zip(leaves, full) if counts[leaf] == 1}
+    return {**unique, **{name: name for name in full}}
 
 
 def _resolve(where: _Where, index: dict, mapping: TreeMapping) -> dict:
