@@ -83,7 +83,7 @@ def test_console_script_is_installed_and_lists_formats():
     script = Path(sys.executable).parent / "tfp-anomaly"
     result = subprocess.run([str(script), "data", "formats"], capture_output=True, text=True, check=True)
     assert [line.split()[0] for line in result.stdout.splitlines()] == [
-        "darkmachines", "cache", "adc2021", "lhco-raw", "lhco-scalars"]
+        "darkmachines", "cache", "adc2021", "delphes", "root-ntuple", "lhco-raw", "lhco-scalars"]
 
 
 def test_version_matches_installed_metadata():

@@ -149,15 +149,19 @@ def _runs_in_seconds(argv: list) -> bool:
 
 def _with_sample_files(argv: list, tmp_path: Path) -> list:
     """``argv`` with the event files it names (placeholders such as ``bkg.csv``) made in ``tmp_path``:
-    a CSV to read is 300 embedded-sample events, anything else is an output path there."""
+    a CSV to read is 300 embedded-sample events, a ``.root`` file 300 events of a Delphes-like tree
+    (tests/rootfiles.py), anything else is an output path there."""
+    from rootfiles import write_delphes
     from tfp_anomaly.data import load_sample, write_darkmachines
 
     out = []
     for word in argv:
-        if word.endswith((".csv", ".csv.gz", ".h5")) and not (ROOT / word).exists():
+        if word.endswith((".csv", ".csv.gz", ".h5", ".root")) and not (ROOT / word).exists():
             path = tmp_path / Path(word).name
             if word.endswith((".csv", ".csv.gz")) and not path.exists():
                 write_darkmachines(load_sample()[:300], path)
+            if word.endswith(".root") and not path.exists():
+                write_delphes(path, 300)
             word = str(path)
         out.append(word)
     return out

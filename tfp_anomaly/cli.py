@@ -2,7 +2,9 @@
 
     tfp-anomaly data formats
     tfp-anomaly data inspect FILE [FILE ...] [--format F] [--unit GeV] [--on-error skip]
+                             [--tree T] [--btag-bit B] [--root-mapping MAPPING.yaml]
     tfp-anomaly data convert IN OUT [--format F] [--unit GeV] [--on-error skip] [--label 0|1]
+                             [--tree T] [--btag-bit B] [--root-mapping MAPPING.yaml]
     tfp-anomaly train CONFIG.yaml [--override key=value ...] [--run-dir DIR] [--overwrite] [--print-config]
                       [--worker-index I --workers HOST:PORT,HOST:PORT,...]
     tfp-anomaly generate --process P [P ...] (--events N | --mix N) [--selection S] [--seed S] --out FILE
@@ -88,11 +90,36 @@ def cmd_formats(args) -> int:
     return 0
 
 
+def _reader_settings(args) -> dict:
+    """The readers' options of the command line as a configuration's ``data`` section holds them:
+    ``{"root": ...}`` from ``--root-mapping`` (a YAML mapping with the keys of ``data.root``), ``--tree``
+    and ``--btag-bit``, checked as ``data.root`` is; empty when none is given."""
+    from . import config as config_lib
+    from .data.root import check_options
+
+    if args.root_mapping is None and args.tree is None and args.btag_bit is None:
+        return {}
+    options, where = {}, "--tree/--btag-bit"
+    if args.root_mapping is not None:
+        path = _input_file(args.root_mapping, "--root-mapping")
+        where = f"--root-mapping {path}"
+        options = config_lib.parse_yaml(config_lib.read_text(path, "ROOT branch mapping"), path)
+        if not isinstance(options, dict):
+            raise config_lib.ConfigError(f"{where}: expected a mapping with the keys of data.root, got "
+                                         f"{type(options).__name__}")
+    options = {**options, **{k: v for k, v in (("tree", args.tree), ("btag_bit", args.btag_bit)) if v is not None}}
+    problem = config_lib.ROOT_OPTIONS.error(options, "mapping")
+    if problem:
+        raise config_lib.ConfigError(f"{where}: {problem}")
+    check_options(options, args.format, where)
+    return {"root": options}
+
+
 def cmd_inspect(args) -> int:
     from .data.inspect import inspect_paths
 
     print(inspect_paths(args.files, args.format, chunk_size=args.chunk_size, on_error=args.on_error,
-                        unit=args.unit))
+                        unit=args.unit, reader_settings=_reader_settings(args)))
     return 0
 
 
@@ -107,9 +134,10 @@ def cmd_convert(args) -> int:
             bar[0] = bar[0] or _progress(total)
             bar[0].update(position if position is not None and total else seen[0])
 
+    settings = _reader_settings(args)
     start = time.perf_counter()
     summary = convert(args.input, args.output, format=args.format, unit=args.unit, on_error=args.on_error,
-                      label=args.label, chunk_size=args.chunk_size, progress=on_chunk)
+                      label=args.label, chunk_size=args.chunk_size, progress=on_chunk, reader_settings=settings)
     elapsed = time.perf_counter() - start
     print(f"wrote {args.output}: {summary['events']:,} events, {summary['objects']:,} objects "
           f"({summary['unit']}), {summary['n_skipped']} malformed line(s) skipped, "
@@ -306,6 +334,13 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--on-error", choices=["raise", "skip"], default="raise",
                        help="malformed CSV lines: stop with an error (default) or skip and count them")
         p.add_argument("--chunk-size", type=int, default=100_000, help="events per chunk (bounds memory)")
+        p.add_argument("--tree", default=None, help="ROOT files: the tree to read (Delphes: default 'Delphes')")
+        p.add_argument("--btag-bit", type=int, default=None, metavar="B",
+                       help="ROOT files: the bit of the b-tag branch (Delphes Jet.BTag) that makes a jet a b-jet "
+                            "(default 0)")
+        p.add_argument("--root-mapping", type=Path, default=None, metavar="MAPPING.yaml",
+                       help="ROOT ntuples (--format root-ntuple): the branches of each object type, MET, weight and "
+                            "event number, with the keys of data.root (docs/data.md)")
 
     inspect = data.add_parser("inspect", help="events per process, object multiplicities, ranges, problems")
     inspect.add_argument("files", nargs="+", type=Path)

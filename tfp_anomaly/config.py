@@ -206,23 +206,30 @@ class Pair(Rule):
 @dataclasses.dataclass(frozen=True)
 class Mapping(Rule):
     """A mapping: with ``keys``, only those keys, each value accepted by its rule (an error names the
-    nested key, ``training.early_stopping.patience``); with ``values``, any string key whose value that
-    rule accepts; with neither, any mapping (its keys checked elsewhere)."""
+    nested key, ``training.early_stopping.patience``), the keys of ``required`` present; with ``values``,
+    any string key (one ``names`` accepts, when given) whose value that rule accepts; with neither, any
+    mapping (its keys checked elsewhere)."""
 
     keys: dict | None = None
     values: Rule | None = None
     what: str = "a mapping"
+    names: Rule | None = None
+    required: tuple = ()
 
     def error(self, value, key):
         if not isinstance(value, dict):
             return f"{key} = {_short(value)}: expected {self.describe()}"
+        missing = [name for name in self.required if name not in value]
+        if missing:
+            return f"{key}: missing key {missing[0]} (required: {', '.join(self.required)})"
         for name, item in value.items():
             if self.keys is not None:
                 if name not in self.keys:
                     return f"unknown key {key}.{name}; {key} keys: {', '.join(self.keys)}"
                 problem = self.keys[name].error(item, f"{key}.{name}")
             elif self.values is not None:
-                problem = self.values.error(item, f"{key}.{name}")
+                problem = (self.names.error(name, f"{key} key") if self.names is not None else None) \
+                    or self.values.error(item, f"{key}.{name}")
             else:
                 problem = None
             if problem:
@@ -295,6 +302,20 @@ EARLY_STOPPING = {"monitor": Text(), "min_delta": Number(min=0), "patience": Int
                   "mode": OneOf(("auto", "min", "max")), "baseline": anyof(NULL, Number()),
                   "restore_best_weights": BOOL, "start_from_epoch": Integer(min=0)}
 
+BRANCH = Text("a branch name")
+#: ``data.root``: the branches of a ROOT file (tfp_anomaly.data.root; the keys of a --root-mapping file)
+ROOT_OPTIONS = Mapping({
+    "tree": anyof(NULL, Text("a tree name")),
+    "btag_bit": Integer(0, 63),
+    "objects": Mapping(values=Mapping({f: BRANCH for f in ("pt", "eta", "phi", "e", "mass", "charge", "btag")},
+                                      what="a mapping of features to branch names", required=("pt", "eta", "phi")),
+                       names=OBJECT_CODE, what="a mapping of object codes"),
+    "met": Mapping({"met": BRANCH, "phi": BRANCH}, required=("met", "phi")),
+    "weight": anyof(NULL, BRANCH),
+    "event_id": anyof(NULL, BRANCH),
+    "unit": OneOf(source="tfp_anomaly.data.events:UNITS"),
+}, what="a mapping of ROOT reading options")
+
 #: ``section.key`` → the :class:`Rule` of its values, for every key of the fixed sections (the keys
 #: a section may have are the ones listed here: :data:`SECTIONS`)
 SCHEMA: dict[str, Rule] = {
@@ -313,6 +334,7 @@ SCHEMA: dict[str, Rule] = {
     "data.fit_events": anyof(NULL, Integer(min=1)),
     "data.weights": BOOL,
     "data.cache_dir": anyof(NULL, Text("a folder name")),
+    "data.root": ROOT_OPTIONS,
     "grid.blocks": ListOf(Pair(anyof(OBJECT_CODE, ListOf(OBJECT_CODE, min_length=1)), Integer(min=1)), min_length=1),
     "grid.met_row": BOOL,
     "grid.features": ListOf(OneOf(source="tfp_anomaly.data.representation:FEATURES"), min_length=1),
@@ -392,8 +414,23 @@ def _scaler_options(config: dict) -> str | None:
     return None
 
 
+def _root_mapping(config: dict) -> str | None:
+    """``data.root`` as the ROOT readers read it: a branch mapping (``objects``) for the ``root-ntuple``
+    format, each object type's branches consistent (:func:`tfp_anomaly.data.root.check_options`)."""
+    data = config.get("data") or {}
+    if not isinstance(data.get("root") or {}, dict):
+        return None
+    from .data.root import check_options
+
+    try:
+        check_options(data.get("root") or {}, data.get("format", "auto"), "data.root")
+    except ValueError as err:
+        return str(err)
+    return None
+
+
 #: rules between keys, checked on a complete configuration: each returns the problem or None
-CONSISTENCY: list[Callable[[dict], str | None]] = [_first_stage, _scaler_options]
+CONSISTENCY: list[Callable[[dict], str | None]] = [_first_stage, _scaler_options, _root_mapping]
 
 #: the allowed keys of each section (``None``: checked elsewhere, e.g. against a model's signature)
 SECTIONS: dict[str, set | None] = {
@@ -411,7 +448,7 @@ LEGACY_DATA = {"subset": "first", "fit_events": None, "weights": False}
 DEFAULTS = {
     "data": {"dir": None, "format": "auto", "unit": "GeV", "max_events": None, "subset": "random",
              "on_error": "raise", "nonfinite": "drop", "stream": "auto", "chunk_events": 1 << 18,
-             "fit_events": 200_000, "weights": True, "cache_dir": None},
+             "fit_events": 200_000, "weights": True, "cache_dir": None, "root": {"tree": None, "btag_bit": 0}},
     "scaler": {"name": "standard"},
     "split": {"fractions": [0.6, 0.2, 0.2], "seed": 0},
     "training": {"epochs": 20, "batch_size": 256, "learning_rate": 1e-3, "clipnorm": None, "seed": 0,

@@ -137,7 +137,9 @@ def background_paths(config: dict) -> list[Path]:
 
 
 def file_format(config: dict, path: Path) -> formats.Format:
-    """The format ``path`` is read with: ``data.format``, or detected from the file when ``auto``."""
+    """The format ``path`` is read with: ``data.format``, or detected from the file when ``auto``. Its
+    reader's options come from the ``data`` section (``data.root`` for ROOT files:
+    :func:`tfp_anomaly.data.formats.reader_options`)."""
     name = config["data"]["format"]
     return formats.detect(path) if name == "auto" else formats.get(name)
 
@@ -178,11 +180,12 @@ def read_files(config: dict, paths: list[Path], key: str, file_formats=None):
 
 def event_files(config: dict, paths: list[Path], key: str, file_formats=None) -> EventFiles:
     """The event files ``paths`` of configuration key ``key`` through their caches
-    (:class:`tfp_anomaly.streaming.EventFiles`), read with the ``data`` section's options."""
+    (:class:`tfp_anomaly.streaming.EventFiles`), read with the ``data`` section's options (``on_error``,
+    ``unit``, ``cache_dir``, and each format's reader options such as ``data.root``, part of the cache key)."""
     data = config["data"]
     file_formats = file_formats or [file_format(config, p) for p in paths]
     return EventFiles(paths, key, [fmt.name for fmt in file_formats], on_error=data["on_error"], unit=data["unit"],
-                      cache_dir=data.get("cache_dir"))
+                      cache_dir=data.get("cache_dir"), options=[formats.reader_options(fmt, data) for fmt in file_formats])
 
 
 #: events of each file the object-grid check reads (:func:`check_file_events`)

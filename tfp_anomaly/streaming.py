@@ -57,15 +57,19 @@ class EventFiles:
         on_error: the Dark Machines reader's policy for malformed lines (``data.on_error``).
         unit: the unit events are returned in (the cache keeps the file's).
         cache_dir: where the caches are written (None: the default of ``ensure_cache``).
+        options: the reader options of each file (:func:`tfp_anomaly.data.formats.reader_options`:
+            a ROOT file's tree and branch mapping), None for none.
     """
 
-    def __init__(self, paths, key: str, formats, on_error: str = "raise", unit: str = "GeV", cache_dir=None):
+    def __init__(self, paths, key: str, formats, on_error: str = "raise", unit: str = "GeV", cache_dir=None,
+                 options=None):
         from .data.cache import CacheReader
         from .data.store import ensure_cache
 
         self.paths, self.key, self.unit = [Path(p) for p in paths], key, unit
-        self.infos = [ensure_cache(p, format=f, on_error=on_error, cache_dir=cache_dir)
-                      for p, f in zip(self.paths, formats)]
+        options = options or [None] * len(self.paths)
+        self.infos = [ensure_cache(p, format=f, on_error=on_error, cache_dir=cache_dir, options=o)
+                      for p, f, o in zip(self.paths, formats, options)]
         self.readers = [CacheReader(info.path) for info in self.infos]
         self.starts = np.concatenate([[0], np.cumsum([r.n_events for r in self.readers])]).astype(np.int64)
 

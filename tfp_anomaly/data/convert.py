@@ -67,13 +67,14 @@ def remove_leftovers(output) -> tuple[list[Path], list[Path]]:
 
 def convert(input_path, output_path, *, format: str = "auto", unit: str | None = None, on_error: str = "raise",
             label: int | None = None, chunk_size: int = 100_000,
-            progress: Callable | None = None) -> dict:
+            progress: Callable | None = None, reader_settings: dict | None = None) -> dict:
     """Convert the event file ``input_path`` to a cache at ``output_path`` (checks first, see the module).
 
     ``unit`` converts energies (default: the reader's, MeV for Dark Machines files); ``on_error`` is
     the Dark Machines reader's; ``label`` gives every event that truth label; ``progress(chunk, position,
     total)`` is called after each chunk written (``position``/``total`` in bytes of a CSV when known,
-    else None). A file that yields no event is refused (nothing is written). Returns
+    else None); ``reader_settings`` holds the readers' options as a configuration's ``data`` section does
+    (``{"root": {...}}``: :func:`.formats.reader_options`). A file that yields no event is refused (nothing is written). Returns
     ``write_cache``'s summary plus ``removed``/``kept``, the leftover temporary files removed or left.
     """
     source = check_file(input_path, "input file")
@@ -89,7 +90,7 @@ def convert(input_path, output_path, *, format: str = "auto", unit: str | None =
         chunks, skipped = reader.chunks(chunk_size), reader.skipped
         position, total = (lambda: reader.bytes_read), reader.size
     else:
-        chunks = fmt.iterate(source, chunk_size=chunk_size)
+        chunks = fmt.iterate(source, chunk_size=chunk_size, **formats.reader_options(fmt, reader_settings))
         if unit or label is not None:
             chunks = (_adjust(c, unit, label) for c in chunks)
         skipped, position, total = SkipLog(), None, None

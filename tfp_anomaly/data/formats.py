@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Callable, Iterator
 
 from ..registry import Registry
-from . import adc2021, cache, darkmachines, lhco
+from . import adc2021, cache, darkmachines, lhco, root
 from .errors import DataFormatError, check_file, open_hdf5
 from .events import Events, concatenate
 
@@ -31,6 +31,9 @@ class Format:
             None for a tabular format.
         kind: ``"events"`` (objects per event, read by :func:`open_events`) or ``"table"`` (one row of
             high-level features per event, read by :func:`.lhco.read_lhco_scalars`).
+        options: the key of a configuration's ``data`` section whose mapping holds options of this
+            reader (``"root"``: ``data.root`` for the ROOT formats), passed to ``iterate`` as keywords
+            (:func:`reader_options`); None: the reader takes none from the configuration.
     """
 
     name: str
@@ -38,6 +41,7 @@ class Format:
     sniff: Callable[[Path], bool]
     iterate: Callable[..., Iterator[Events]]
     kind: str = "events"  # or "table"
+    options: str | None = None
 
 
 def _hdf5_keys(path: Path) -> set:
@@ -73,6 +77,10 @@ register(Format("cache", "tfp-anomaly columnar HDF5 cache (written by `tfp-anoma
                 lambda p: _is_h5(p) and cache.is_cache(p), cache.iter_cache))
 register(Format("adc2021", "ADC2021 / 40 MHz HDF5, Particles (N, 19, 4)",
                 lambda p: _is_h5(p) and "Particles" in _hdf5_keys(p), adc2021.iter_adc2021))
+register(Format("delphes", "Delphes ROOT tree (Jet, Electron, Muon, Photon, MissingET, Event branches), GeV",
+                root.is_delphes, root.iter_delphes, options="root"))
+register(Format("root-ntuple", "flat ROOT ntuple, its branches mapped by data.root / --root-mapping (never "
+                "detected: name it)", lambda p: False, root.iter_root_ntuple, options="root"))
 register(Format("lhco-raw", "LHC Olympics raw hadrons, 700 x (pT, eta, phi) [+ label] (needs PyTables)",
                 lambda p: _is_h5(p) and _hdf5_keys(p) == {"df"}, lhco.iter_lhco_raw))
 register(Format("lhco-scalars", "LHC Olympics high-level jet features (pandas fixed frame 'bkg' or 'sig')",
@@ -89,18 +97,36 @@ def get(name: str) -> Format:
     return FORMATS.lookup(name)
 
 
+def reader_options(fmt: Format, data: dict | None) -> dict:
+    """The keyword options of ``fmt``'s reader in ``data`` (a configuration's ``data`` section, or a
+    mapping with some of its keys, such as ``{"root": {...}}``): the mapping under ``fmt.options``."""
+    if fmt.options is None or not data:
+        return {}
+    return dict(data.get(fmt.options) or {})
+
+
+def _hdf5_unrecognised(path: Path) -> Exception:
+    with open_hdf5(path) as handle:  # raises "truncated or corrupt" when HDF5 cannot open it
+        keys = sorted(handle.keys())
+    return DataFormatError(path, f"HDF5 file with top-level entries {keys[:8]}{' ...' if len(keys) > 8 else ''}: "
+                                 f"no registered layout matches; name one of {', '.join(FORMATS)} explicitly")
+
+
+#: (is the file of this kind, the error saying what it holds) for files no format recognises
+_UNRECOGNISED = ((_is_h5, _hdf5_unrecognised), (root.is_root_name, root.unrecognised))
+
+
 def detect(path) -> Format:
     """The registered format of ``path``; raises naming the file when none matches (a directory, a
-    truncated or corrupt HDF5 file and an HDF5 file of an unknown layout each say so)."""
+    truncated or corrupt HDF5 or ROOT file, an HDF5 file of an unknown layout and a ROOT file without a
+    Delphes tree each say so)."""
     path = check_file(path)
     for fmt in FORMATS.values():
         if fmt.sniff(path):
             return fmt
-    if _is_h5(path):
-        with open_hdf5(path) as handle:  # raises "truncated or corrupt" when HDF5 cannot open it
-            keys = sorted(handle.keys())
-        raise DataFormatError(path, f"HDF5 file with top-level entries {keys[:8]}{' ...' if len(keys) > 8 else ''}: "
-                                    f"no registered layout matches; name one of {', '.join(FORMATS)} explicitly")
+    for matches, explain in _UNRECOGNISED:
+        if matches(path):
+            raise explain(path)
     raise ValueError(f"{path}: format not recognised; name one of {', '.join(FORMATS)} explicitly")
 
 

@@ -123,11 +123,12 @@ class EventSummary:
 
 
 def summarize_events(path, format: str = "auto", *, chunk_size: int = 100_000, on_error: str = "raise",
-                     unit: str | None = None) -> EventSummary:
-    """Stream ``path`` once and accumulate an :class:`EventSummary`."""
+                     unit: str | None = None, reader_settings: dict | None = None) -> EventSummary:
+    """Stream ``path`` once and accumulate an :class:`EventSummary`; ``reader_settings`` holds the
+    readers' options as a configuration's ``data`` section does (:func:`.formats.reader_options`)."""
     fmt = formats.detect(path) if format == "auto" else formats.get(format)
     summary = EventSummary(str(path), fmt.name)
-    kwargs = {"chunk_size": chunk_size}
+    kwargs = {"chunk_size": chunk_size, **formats.reader_options(fmt, reader_settings)}
     if fmt.name == "darkmachines":
         kwargs.update(on_error=on_error, skipped=summary.skipped)
     for chunk in fmt.iterate(path, **kwargs):

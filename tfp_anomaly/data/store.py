@@ -10,8 +10,9 @@ path (links followed), so two files of one name in different directories get two
 
 **The key.** A cache is reused only if the key stored in its attributes (``source_key``, JSON) equals the
 source's key now: its resolved path, size and modification time (``st_mtime_ns``), the format name
-(the detected one for ``format="auto"``), ``on_error``, and the cache layout :data:`~.cache.VERSION`.
-Anything else (a source modified or only touched, another ``on_error`` or format, a cache of an older
+(the detected one for ``format="auto"``), ``on_error``, the reader's options (``options``: a ROOT file's
+tree and branch mapping, ``data.root``), and the cache layout :data:`~.cache.VERSION`.
+Anything else (a source modified or only touched, another ``on_error``, format or mapping, a cache of an older
 layout, a cache that is truncated, damaged or has no key) is rebuilt, and the log says why. The content
 of the source is not hashed (that costs a read of the whole file, about as much as the conversion): a
 file rewritten with the same size and modification time, which only a deliberate ``touch -d`` or
@@ -63,7 +64,7 @@ CACHE_ENV = "TFP_ANOMALY_CACHE"
 #: the attribute of a cache's ``events`` group holding the JSON key it was converted for
 KEY_ATTR = "source_key"
 #: the order in which key fields are compared (the first difference is the reason given in the log)
-KEY_FIELDS = ("path", "version", "format", "on_error", "size", "mtime_ns")
+KEY_FIELDS = ("path", "version", "format", "on_error", "options", "size", "mtime_ns")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -103,17 +104,24 @@ def cache_path(source, cache_dir=None) -> Path:
     return directory / f"{name}.{digest}.h5"
 
 
-def source_key(source, format_name: str, on_error: str) -> dict:
+def source_key(source, format_name: str, on_error: str, options: dict | None = None) -> dict:
     """The key a cache of ``source`` is valid for (see the module): resolved path, size, ``st_mtime_ns``,
-    format name, ``on_error`` and the cache layout version."""
+    format name, ``on_error``, the reader's ``options`` (None when there are none: the key of a cache
+    written before options existed) and the cache layout version."""
     resolved = Path(source).resolve()
     stat = resolved.stat()
     return {"path": str(resolved), "size": stat.st_size, "mtime_ns": stat.st_mtime_ns, "format": format_name,
-            "on_error": on_error, "version": VERSION}
+            "on_error": on_error, "options": _canonical(options) if options else None, "version": VERSION}
+
+
+def _canonical(options: dict):
+    """``options`` as they compare after a JSON round trip (the stored key is JSON)."""
+    return json.loads(json.dumps(options, sort_keys=True))
 
 
 def ensure_cache(source, *, format: str = "auto", on_error: str = "raise", cache_dir=None,
-                 chunk_size: int = 100_000, progress: Callable | None = None) -> CacheInfo:
+                 chunk_size: int = 100_000, progress: Callable | None = None,
+                 options: dict | None = None) -> CacheInfo:
     """The cache of the event file ``source``: the existing one when its key matches, else converted now.
 
     Args:
@@ -125,6 +133,9 @@ def ensure_cache(source, *, format: str = "auto", on_error: str = "raise", cache
         chunk_size: events per chunk while converting (memory is bounded by one chunk).
         progress: ``progress(chunk, position, total)`` after each chunk converted, as for
             :func:`.convert.convert` (``position``/``total`` in bytes of a plain CSV, else None).
+        options: keyword options of the format's reader (a ROOT file's ``tree``, ``btag_bit`` and branch
+            mapping: :func:`.formats.reader_options` of ``data.root``); part of the key, so a changed
+            mapping converts again.
 
     Returns:
         :class:`CacheInfo`.
@@ -150,17 +161,17 @@ def ensure_cache(source, *, format: str = "auto", on_error: str = "raise", cache
     target = cache_path(resolved, cache_dir)
     _check_directory(path, resolved, target.parent)
 
-    found = _inspect(target, source_key(resolved, fmt.name, on_error))
+    found = _inspect(target, source_key(resolved, fmt.name, on_error, options))
     if found.reason is None:
         return _reuse(found, target, resolved)
     with _locked(target):
-        key = source_key(resolved, fmt.name, on_error)
+        key = source_key(resolved, fmt.name, on_error, options)
         found = _inspect(target, key)
         if found.reason is None:  # another process converted it while this one waited
             return _reuse(found, target, resolved)
         log.log(logging.WARNING if found.damaged else logging.INFO, "%s: converting to the cache %s (%s)",
                 path, target, found.reason)
-        summary = _convert(path, fmt, on_error, chunk_size, progress, target, key)
+        summary = _convert(path, fmt, on_error, chunk_size, progress, target, key, options or {})
     return CacheInfo(target, summary["events"], False, summary["n_skipped"], resolved)
 
 
@@ -258,14 +269,16 @@ def _locked(target: Path):
         os.close(fd)  # closing the descriptor releases the lock
 
 
-def _convert(path: Path, fmt, on_error: str, chunk_size: int, progress, target: Path, key: dict) -> dict:
-    """Convert ``path`` to ``target`` in the reader's unit, the key and skip messages stored with the columns."""
+def _convert(path: Path, fmt, on_error: str, chunk_size: int, progress, target: Path, key: dict,
+             options: dict) -> dict:
+    """Convert ``path`` to ``target`` in the reader's unit (``options`` to its reader), the key and skip
+    messages stored with the columns."""
     if fmt.name == "darkmachines":
         reader = DarkMachinesReader(path, unit="MeV", on_error=on_error)
         chunks, skipped = reader.chunks(chunk_size), reader.skipped
         position, total = (lambda: reader.bytes_read), reader.size
     else:
-        chunks, skipped = fmt.iterate(path, chunk_size=chunk_size), SkipLog()
+        chunks, skipped = fmt.iterate(path, chunk_size=chunk_size, **options), SkipLog()
         position, total = None, None
     removed, kept = remove_leftovers(target)
     for leftover in removed:
@@ -282,7 +295,7 @@ def _convert(path: Path, fmt, on_error: str, chunk_size: int, progress, target: 
 
     summary = _write_columns(chunks, target, source=str(path), progress=on_chunk, skipped=skipped,
                              allow_empty=False, attrs=attrs)
-    now = source_key(path, fmt.name, on_error)
+    now = source_key(path, fmt.name, on_error, options)
     if (now["size"], now["mtime_ns"]) != (key["size"], key["mtime_ns"]):
         target.unlink()
         raise DataFormatError(path, "changed while it was being converted (size or modification time); the "
