@@ -47,6 +47,7 @@ class ScoredRun:
     history: dict | None = None
     #: sample ("background" or a signal name) → {"event_id", "file"[, "weight"]} of the scored events
     events: dict = dataclasses.field(default_factory=dict)
+    observables: dict = dataclasses.field(default_factory=dict)
 
     @property
     def methods(self) -> list[str]:
