@@ -11,6 +11,7 @@ from tfp_anomaly.report import ScoredRun, darkmachines_rows, read_published, ver
 from tfp_anomaly.report.tables import DARKMACHINES_COLUMNS, comparison_table
 
 from conftest import SHARED, _need
+from report_runs import demo_like_runs
 
 ANCHOR = SHARED / "anchors" / "darkmachines_challenge_ConvVAE_and_Flows.csv"
 
@@ -137,3 +138,159 @@ training: {epochs: 2, batch_size: 128, verbose: 0, jit_compile: false}
 def test_report_of_an_unscored_run_is_a_one_line_error(tmp_path, capsys):
     assert main(["report", str(tmp_path), "--out", str(tmp_path / "r")]) == 2
     assert "run `tfp-anomaly score` first" in capsys.readouterr().err
+
+
+# --------------------------------------------------------------------------- seeds, cuts and the page
+
+def _quiet_table(runs, bootstrap=0):
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return comparison_table(runs, bootstrap=bootstrap)
+
+
+def test_runs_differing_only_by_seed_are_averaged_with_their_spread():
+    from sklearn.metrics import roc_auc_score
+
+    from tfp_anomaly.report import tables
+
+    runs = demo_like_runs(n_background=3000, n_signal=400)
+    summary = tables.over_seeds(tables.with_signal_mean(_quiet_table(runs)), runs).set_index(["model", "score", "signal"])
+    assert set(summary.index.get_level_values("model")) == {"swae (prior ring)", "swae (prior gaussian)",
+                                                            "vae (flow planar*6)"}
+
+    def sk_auc(run, method, signal):
+        b, s = run.background[method], run.signals[signal][method]
+        return roc_auc_score(np.r_[np.zeros(len(b)), np.ones(len(s))], np.r_[b, s])
+
+    ring = runs[:2]
+    for method in ("mse", "mse+mahalanobis"):
+        for signal in ("wprime_wz", "qstar"):
+            row = summary.loc[("swae (prior ring)", method, signal)]
+            per_seed = [sk_auc(run, method, signal) for run in ring]
+            assert row["n_seeds"] == 2 and row["runs"] == "ConvSWAE ring s0, ConvSWAE ring s1"
+            assert row["AUC"] == pytest.approx(np.mean(per_seed), abs=1e-12)
+            assert row["AUC_std"] == pytest.approx(np.std(per_seed, ddof=1), abs=1e-12) and row["AUC_std"] > 0
+        averaged = [np.mean([sk_auc(run, method, s) for s in ("wprime_wz", "qstar")]) for run in ring]
+        row = summary.loc[("swae (prior ring)", method, tables.SIGNAL_MEAN)]
+        assert row["AUC"] == pytest.approx(np.mean(averaged), abs=1e-12)
+        assert row["AUC_std"] == pytest.approx(np.std(averaged, ddof=1), abs=1e-12)
+    single = summary.loc[("vae (flow planar*6)", "kl", "qstar")]  # a group of one: its run's figure, no spread
+    assert single["n_seeds"] == 1 and np.isnan(single["AUC_std"])
+    assert single["AUC"] == pytest.approx(sk_auc(runs[3], "kl", "qstar"), abs=1e-12)
+    best = tables.best_overall(summary.reset_index())
+    assert (best["signal"] == tables.SIGNAL_MEAN).all() and best["AUC"].is_monotonic_decreasing
+
+
+def test_runs_without_a_config_digest_stay_apart_and_alike_labels_get_the_run_name():
+    from tfp_anomaly.report import tables
+
+    a, b = _toy_run("a"), _toy_run("b", seed=1)  # same meta, no config_digest
+    groups = tables.seed_groups([a, b])
+    assert [g["label"] for g in groups.values()] == ["vae (flow planar*2) · a", "vae (flow planar*2) · b"]
+    summary = tables.over_seeds(_quiet_table([a, b]), [a, b])
+    assert (summary["n_seeds"] == 1).all() and len(summary) == len(_quiet_table([a, b]))
+    assert tables.model_label({"type": "swae", "prior": "ring"}) == "swae (prior ring)"
+    assert tables.flow_label("iaf, reverse, iaf, reverse, iaf, reverse, iaf") == "iaf*4+reverse*3"
+
+
+@pytest.mark.parametrize("weighted", [False, True])
+def test_the_cut_keeps_the_stated_background_fraction(weighted):
+    from tfp_anomaly.report import plots
+
+    run = demo_like_runs(weighted=weighted, n_background=20_000, n_signal=500)[0]
+    threshold, passed = plots.cut_passes(run, "mse", "background", 1e-3)
+    w = run.weights["background"] if weighted else np.ones(len(passed))
+    fraction = w[passed].sum() / w.sum()
+    assert 1e-3 - 2 * w.max() / w.sum() < fraction <= 1e-3 + 1e-15  # never above ε_B, short by at most an event
+    assert np.array_equal(passed, run.background["mse"] > threshold)
+    _, signal_passed = plots.cut_passes(run, "mse", "qstar", 1e-3)
+    assert np.array_equal(signal_passed, run.signals["qstar"]["mse"] > threshold)
+
+
+def test_observable_histograms_use_integer_bins_for_multiplicities_and_count_the_cut():
+    from tfp_anomaly.report import plots
+
+    np.testing.assert_array_equal(plots.observable_bins([0, 3, 1, 2, np.nan]), [-0.5, 0.5, 1.5, 2.5, 3.5])
+    assert len(plots.observable_bins(np.linspace(0, 1, 100))) == 31
+    run = demo_like_runs(n_background=5000, n_signal=500)[3]
+    figure = plots.observables_at_cut(run, "mse", "qstar", 1e-2)
+    assert [ax.get_xlabel() for ax in figure.axes[:5]] == [plots.OBSERVABLE_LABELS[n] for n in run.observables["qstar"]]
+    labels = [t.get_text() for t in figure.legends[0].get_texts()]
+    _, passed = plots.cut_passes(run, "mse", "background", 1e-2)
+    assert f"background: {int(passed.sum())} above the cut" in labels[1] and labels[0] == "background: all 5,000"
+    solid = [patch.get_linestyle()[1] is None for patch in figure.axes[0].patches]
+    assert sorted(solid) == [False, False, True, True]  # each sample before (dashed) and after (solid) the cut
+    run.observables["qstar"]["HT"] = run.observables["qstar"]["HT"][:10]
+    with pytest.raises(ValueError, match="sample qstar: observable HT has 10 values for 500 scored events"):
+        plots.observables_at_cut(run, "mse", "qstar")
+
+
+def test_roc_curves_show_background_rejection_against_signal_efficiency():
+    from tfp_anomaly.report import metrics, plots, tables
+
+    runs = demo_like_runs(n_background=2000, n_signal=300)
+    summary = tables.over_seeds(_quiet_table(runs), runs)
+    figure = plots.roc_best(runs, summary, ["qstar"])
+    ax = figure.axes[0]
+    assert ax.get_yscale() == "log" and "rejection" in ax.get_ylabel() and ax.get_xlim() == (0, 1)
+    fpr, tpr = metrics.roc(runs[0].background["mse+mahalanobis"], runs[0].signals["qstar"]["mse+mahalanobis"])
+    first = ax.lines[0]  # the ring group's best score on qstar, seed 0
+    np.testing.assert_array_equal(first.get_xdata(), tpr[fpr > 0])
+    np.testing.assert_array_equal(first.get_ydata(), 1 / fpr[fpr > 0])
+    assert "2 seeds" in first.get_label()
+    assert sorted(round(1 / line.get_ydata()[0], 6) for line in ax.lines if line.get_linestyle() == ":") == [1e-4, 1e-3, 1e-2]
+
+
+def test_the_report_leads_with_the_heatmap_and_keeps_the_long_tables_collapsed(tmp_path):
+    from tfp_anomaly.report import document, write_report
+
+    runs = [demo_like_runs(weighted=True, n_background=3000, n_signal=300)[k] for k in (0, 1, 3)]
+    result = write_report(runs, tmp_path, bootstrap=2)
+    html = (tmp_path / "report.html").read_text()
+    order = [html.index(key) for key in ("id='heatmap'", "<h2>ROC curves", "<h2>What did it find?", "observables_0",
+                                         "<summary>Best score per model and signal")]
+    assert order == sorted(order) and "<script" not in html
+    ring = result["summary"].query("model == 'swae (prior ring)' and score == 'mse' and signal == 'qstar'").iloc[0]
+    assert f"{ring['AUC']:.3f} ± {ring['AUC_std']:.3f} over 2 seeds" in html
+    assert html.count("<table") == html.count("<details><summary>") - len(runs)  # every table collapsed
+    over = pd.read_csv(tmp_path / "comparison_over_seeds.csv")
+    assert set(over["n_seeds"]) == {1, 2} and len(pd.read_csv(tmp_path / "comparison.csv")) == len(result["table"])
+    markdown = (tmp_path / "report.md").read_text()
+    assert "event-weighted" in html and markdown.index("![") == markdown.index("![heatmap](heatmap.png)")
+    for run in runs:
+        run.observables = {}
+    assert "No run carries physics observables" in document._found(runs, result["summary"]).note
+    with pytest.raises(ValueError, match="style: unknown report style 'lhcb'; styles: atlas, cms, plain"):
+        write_report(runs, tmp_path / "x", style="lhcb")
+
+
+def test_an_mplhep_style_holds_only_while_the_figures_are_drawn():
+    import matplotlib
+
+    from tfp_anomaly.report import plots, styles, tables
+
+    def settings():
+        return {k: v for k, v in matplotlib.rcParams.items() if k != "backend"}  # Agg is chosen on first use
+
+    runs = demo_like_runs(n_background=1000, n_signal=200)[:2]
+    before = settings()
+    with styles.style_context("cms"):
+        assert matplotlib.rcParams["font.sans-serif"][0] == "TeX Gyre Heros"
+        assert matplotlib.rcParams["font.size"] == pytest.approx(26 * styles.MPLHEP_SCALE)
+        plots.png(plots.roc_best(runs, tables.over_seeds(_quiet_table(runs), runs)))
+    assert settings() == before
+    with styles.style_context("plain"):
+        assert settings() == before
+
+
+def test_report_style_is_a_configuration_key_and_a_command_option():
+    from tfp_anomaly import config as config_lib
+    from tfp_anomaly.cli import build_parser
+
+    assert config_lib.DEFAULTS["report"] == {"style": "plain"}
+    config_lib.check(config_lib.merge(config_lib.DEFAULTS, {"report": {"style": "cms"}}), "test")
+    with pytest.raises(config_lib.ConfigError, match=r"report.style = 'root': expected one of plain, atlas, cms"):
+        config_lib.check({"report": {"style": "root"}}, "test")
+    assert build_parser().parse_args(["report", "r", "--out", "o", "--style", "atlas"]).style == "atlas"

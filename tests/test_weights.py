@@ -163,8 +163,9 @@ def test_comparison_table_and_roc_plots_use_the_runs_weights():
     assert table.loc["weighted", "AUC"] == metrics.auc(b, s, wb, ws) != table.loc["plain", "AUC"]
     figure = plots.roc_by_method(weighted)
     fpr, tpr = metrics.roc(b, s, wb, ws)
-    np.testing.assert_array_equal(figure.axes[0].lines[0].get_xdata(), tpr[1:])
-    np.testing.assert_array_equal(figure.axes[0].lines[0].get_ydata(), fpr[1:])
+    keep = fpr > 0  # the HEP convention: ε_S across, background rejection 1/ε_B up
+    np.testing.assert_array_equal(figure.axes[0].lines[0].get_xdata(), tpr[keep])
+    np.testing.assert_array_equal(figure.axes[0].lines[0].get_ydata(), 1.0 / fpr[keep])
     wb[[3, 7]] = -1.0, -2.0  # weighted.events holds wb itself
     with pytest.raises(ValueError, match="run weighted, signal sig, score mse: background weights: row 3 .* is -1.0"):
         comparison_table([weighted], bootstrap=0)

@@ -10,7 +10,7 @@
     tfp-anomaly generate --process P [P ...] (--events N | --mix N) [--selection S] [--seed S] --out FILE
     tfp-anomaly tune SEARCH.yaml [--out DIR] [--overwrite] [--role chief|worker --oracle HOST:PORT]
     tfp-anomaly score RUN_DIR [RUN_DIR ...] [--methods M ...] [--background FILE ...] [--signal FILE ...]
-    tfp-anomaly report RUN_DIR [RUN_DIR ...] --out DIR [--published CSV] [--channel C]
+    tfp-anomaly report RUN_DIR [RUN_DIR ...] --out DIR [--published CSV] [--channel C] [--style plain|atlas|cms]
     tfp-anomaly demo [--out DIR] [--quick] [--published CSV]
     tfp-anomaly export-hls RUN_DIR [--score mahalanobis] [--precision P] [--scan P ...] [--out DIR]
 
@@ -282,12 +282,15 @@ def cmd_report(args) -> int:
     from .report.tables import summary_text
     from .rundir import RunDirectory
 
+    from .report.styles import lookup
+
     _output_dir(args.out)
     if args.published:
         _input_file(args.published, "--published")
+    lookup(args.style, "--style")  # before the runs are read
     runs = [RunDirectory(d).load_scores() for d in args.run_dirs]
     result = write_report(runs, args.out, published=args.published, channel=args.channel,
-                          bootstrap=args.bootstrap)
+                          bootstrap=args.bootstrap, style=args.style)
     print(summary_text(result["table"]))
     print(f"report: {Path(args.out) / 'report.html'} (and report.md, comparison.csv, darkmachines.csv)")
     return 0
@@ -418,6 +421,8 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("--published", default=None, help="published results CSV (Signal,Model,Chan,AUC,1e-2,1e-3,1e-4)")
     report.add_argument("--channel", default="sample", help="the Chan value of the Dark Machines rows")
     report.add_argument("--bootstrap", type=int, default=100, help="bootstrap resamples for the uncertainties")
+    report.add_argument("--style", default="plain", help="look of the figures: plain (default), atlas or cms "
+                        "(the mplhep styles; report.style of a configuration)")
     report.set_defaults(func=cmd_report)
 
     demo = commands.add_parser("demo", help="the main job: train, score and compare six models on the embedded sample")

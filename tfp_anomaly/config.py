@@ -362,6 +362,7 @@ SCHEMA: dict[str, Rule] = {
     "training.flow_training": OneOf(source="tfp_anomaly.models.strategies:FLOW_TRAINING"),
     "training.first_stage_epochs": anyof(NULL, Integer(min=0)),
     "training.strategy": OneOf(source="tfp_anomaly.distribute:STRATEGIES"),
+    "report.style": OneOf(source="tfp_anomaly.report.styles:STYLES"),
 }
 
 #: the value of each model option, where a model class has it (which options a class takes is checked
@@ -455,6 +456,7 @@ DEFAULTS = {
                  "early_stopping": None, "tensorboard": False, "verbose": "auto", "jit_compile": "auto",
                  "steps_per_execution": 1, "flow_training": "joint", "first_stage_epochs": None,
                  "strategy": "none"},
+    "report": {"style": "plain"},
 }
 
 

@@ -28,6 +28,7 @@ BASE = {
     "split": {"fractions": [0.6, 0.2, 0.2], "seed": 0},
     "training": {"epochs": 15, "batch_size": 256, "learning_rate": 1e-3, "clipnorm": 10.0, "seed": 0,
                  "early_stopping": {"patience": 3}, "verbose": 0},
+    "report": {"style": "plain"},
 }
 CONV = {"latent_dim": 15, "network": {"type": "conv", "hidden": 20}}
 #: the VAEs' loss: the negative ELBO with a Gaussian likelihood (learned scale per feature) summed over the
@@ -78,7 +79,8 @@ def run_comparison(models: dict, out, base: dict = BASE, settings: dict = FULL, 
                    title: str = "tfp-anomaly comparison", log=print, training: dict | None = None) -> dict:
     """Train each of ``models`` ({name: model section}, with ``training[name]`` options if given) on
     ``base``'s background into ``OUT/runs/<name>``, score it on the test background and ``base``'s signals, and write the report
-    into ``OUT/report``; returns ``write_report``'s result plus the scored runs and timings."""
+    into ``OUT/report`` (figures in ``base``'s ``report.style``); returns ``write_report``'s result plus the
+    scored runs and timings."""
     from .evaluate import score_run
     from .experiment import run
     from .report import write_report
@@ -99,7 +101,9 @@ def run_comparison(models: dict, out, base: dict = BASE, settings: dict = FULL, 
             f"best score {best} (mean AUC {_mean_auc(result, best):.3f})")
         scored.append(result)
     t2 = time.perf_counter()
-    report = write_report(scored, out / "report", published=published, bootstrap=settings["bootstrap"], title=title)
+    style = config_lib.merge(config_lib.DEFAULTS, base)["report"]["style"]
+    report = write_report(scored, out / "report", published=published, bootstrap=settings["bootstrap"], title=title,
+                          style=style)
     timings["report_s"] = round(time.perf_counter() - t2, 1)
     timings["total_s"] = round(time.perf_counter() - start, 1)
     return {**report, "runs": scored, "timings": timings}

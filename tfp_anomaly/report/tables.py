@@ -120,3 +120,118 @@ def versus_published(ours: pd.DataFrame, published: pd.DataFrame) -> tuple[pd.Da
             "the published per-model medians over their signals and channels (context, not a like-for-like "
             "comparison: different signals and backgrounds).")
     return pd.concat([best.assign(source="ours"), medians.assign(source="published")], ignore_index=True), note
+
+
+# --------------------------------------------------------------------------- seeds and models
+
+#: the ``signal`` of the rows that average each run's figures over its signals (:func:`with_signal_mean`)
+SIGNAL_MEAN = "mean over signals"
+
+#: a flow spec longer than this is shown by its step counts (``iaf*4+reverse*3``)
+FLOW_LABEL_CHARS = 24
+
+
+def flow_label(spec) -> str:
+    """A flow spec for a label: short ones as written (``planar*6``), long ones as the count of each
+    step in order of appearance (``iaf, reverse, iaf, reverse, iaf`` → ``iaf*3+reverse*2``)."""
+    import collections
+
+    text = str(spec or "")
+    if len(text) <= FLOW_LABEL_CHARS:
+        return text
+    counts = collections.Counter()
+    for step in text.split(","):
+        name, _, times = step.strip().partition("*")
+        counts[name.strip()] += int(times) if times.strip().isdigit() else 1
+    return "+".join(f"{name}*{n}" if n > 1 else name for name, n in counts.items())
+
+
+def model_label(meta: dict) -> str:
+    """The model type with its prior and flow: ``swae (prior ring)``, ``vae (flow planar*6)``, ``vae``."""
+    parts = [f"prior {meta['prior']}" if meta.get("prior") else "",
+             f"flow {flow_label(meta['flow'])}" if meta.get("flow") else ""]
+    parts = [p for p in parts if p]
+    kind = str(meta.get("type") or "model")
+    return f"{kind} ({', '.join(parts)})" if parts else kind
+
+
+def seed_key(run) -> str:
+    """What the runs that differ only by their training seed share: ``meta["config_digest"]`` (the digest
+    of the run configuration without ``training.seed``); a run without it is a group of its own."""
+    digest = run.meta.get("config_digest")
+    return f"config {digest}" if digest else f"run {run.name}"
+
+
+def seed_groups(runs) -> dict[str, dict]:
+    """``{key: {"label", "runs", "seeds"}}`` of the runs grouped by :func:`seed_key`, in order of first
+    appearance; each group's runs sorted by ``meta["seed"]`` (None last). The label is
+    :func:`model_label` of the first run, with that run's name added where two groups would share it."""
+    groups: dict[str, dict] = {}
+    for run in runs:
+        groups.setdefault(seed_key(run), {"runs": []})["runs"].append(run)
+    for group in groups.values():
+        group["runs"].sort(key=lambda r: (r.meta.get("seed") is None, r.meta.get("seed") or 0))
+        group["seeds"] = [r.meta.get("seed") for r in group["runs"]]
+        group["label"] = model_label(group["runs"][0].meta)
+    labels = [g["label"] for g in groups.values()]
+    for group in groups.values():
+        if labels.count(group["label"]) > 1:
+            group["label"] = f"{group['label']} · {group['runs'][0].name}"
+    return groups
+
+
+def figure_columns(table: pd.DataFrame) -> list[str]:
+    """The figures of merit of a comparison table (``AUC``, ``eff@…``, ``SIC@…``), in table order."""
+    return [c for c in table.columns if c == "AUC" or c.startswith(("eff@", "SIC@"))]
+
+
+def _error_columns(table: pd.DataFrame) -> list[str]:
+    return [c for c in table.columns if c == "AUC_err" or c.startswith("eff_err@")]
+
+
+def with_signal_mean(table: pd.DataFrame) -> pd.DataFrame:
+    """``table`` (:func:`comparison_table`) with, for each model and score, one more row of signal
+    :data:`SIGNAL_MEAN`: its figures and bootstrap errors averaged over the model's signals, a
+    low-statistics flag where any signal has one, the fewest background events."""
+    keys = ["model", "prior", "flow", "score"]
+    spec = {c: "mean" for c in figure_columns(table) + _error_columns(table)}
+    spec.update({c: "any" for c in table.columns if c.startswith("low_stats@") or c == "weighted"})
+    spec.update({c: "min" for c in ("n_background", "n_eff_background") if c in table})
+    mean = table.groupby(keys, sort=False, dropna=False).agg(spec).reset_index().assign(signal=SIGNAL_MEAN)
+    return pd.concat([table, mean[[c for c in table.columns if c in mean]]], ignore_index=True)
+
+
+def over_seeds(table: pd.DataFrame, runs) -> pd.DataFrame:
+    """The comparison table aggregated over training seeds: one row per seed group (:func:`seed_groups`),
+    score and signal, with ``model`` the group's label, ``group`` its key, ``runs`` its run names (in
+    seed order), ``n_seeds`` how many runs have the row, ``group_index`` the group's place in ``runs``,
+    and for each figure ``F`` the mean over seeds in ``F`` and the sample standard deviation over seeds
+    (ddof = 1) in ``F_std`` (NaN for one seed). Bootstrap errors (``AUC_err``, ``eff_err@…``) are
+    averaged; low-statistics flags are set where any seed has one. A group of one run gives that run's
+    figures unchanged (``n_seeds`` 1). Rows are sorted by signal, then AUC (best first)."""
+    groups = seed_groups(runs)
+    owner = {run.name: key for key, group in groups.items() for run in group["runs"]}
+    figures, errors = figure_columns(table), _error_columns(table)
+    spec = {**{c: "mean" for c in figures + errors},
+            **{c + "_std": (c, lambda v: float(np.std(v, ddof=1)) if len(v) > 1 else np.nan) for c in figures},
+            **{c: (c, "any") for c in table.columns if c.startswith("low_stats@") or c == "weighted"},
+            **{c: (c, "min") for c in ("n_background", "n_eff_background") if c in table},
+            "n_seeds": ("model", "size")}
+    spec = {name: (how if isinstance(how, tuple) else (name, how)) for name, how in spec.items()}
+    keyed = table.assign(group=table["model"].map(owner))
+    out = keyed.groupby(["group", "score", "signal"], sort=False).agg(**spec).reset_index()
+    first = {key: group["runs"][0] for key, group in groups.items()}
+    out.insert(0, "model", out["group"].map({key: g["label"] for key, g in groups.items()}))
+    out.insert(1, "prior", out["group"].map(lambda k: first[k].meta.get("prior") or ""))
+    out.insert(2, "flow", out["group"].map(lambda k: first[k].meta.get("flow") or ""))
+    out["runs"] = out["group"].map({key: ", ".join(r.name for r in g["runs"]) for key, g in groups.items()})
+    out["group_index"] = out["group"].map({key: k for k, key in enumerate(groups)})
+    return out.sort_values(["signal", "AUC", "group_index"], ascending=[True, False, True],
+                           kind="stable").reset_index(drop=True)
+
+
+def best_overall(summary: pd.DataFrame) -> pd.DataFrame:
+    """The rows of :data:`SIGNAL_MEAN` of :func:`over_seeds` (of a table :func:`with_signal_mean`),
+    sorted by mean AUC, best first: which model and score work best over all signals."""
+    rows = summary[summary["signal"] == SIGNAL_MEAN]
+    return rows.sort_values("AUC", ascending=False, kind="stable").reset_index(drop=True)
