@@ -23,6 +23,8 @@ OUT = ROOT / "docs" / "api.md"
 #: (module, one-line role); in the order a reader meets them (docs/getting-started.md)
 MODULES = [
     ("tfp_anomaly.data", "readers, the object grid, scalers, splits, tf.data pipelines"),
+    ("tfp_anomaly.data.awkward_io", "Events <-> awkward arrays of event records (vector-compatible objects)"),
+    ("tfp_anomaly.data.representation", "events -> model input: the object grid, observables on it or flat"),
     ("tfp_anomaly.data.arrays", "the model input's two forms: an array or {x, mask}"),
     ("tfp_anomaly.data.pipeline", "tf.data pipelines, in memory or streamed from a file (imports TensorFlow)"),
     ("tfp_anomaly.data.store", "event files converted once to their caches, reused until they change"),

@@ -339,8 +339,10 @@ SCHEMA: dict[str, Rule] = {
     "grid.met_row": BOOL,
     "grid.features": ListOf(OneOf(source="tfp_anomaly.data.representation:FEATURES"), min_length=1),
     "grid.preset": OneOf(source="tfp_anomaly.data.representation:PRESETS"),
+    "observables.names": ListOf(OneOf(source="tfp_anomaly.data.observables:OBSERVABLES")),
+    "observables.as": OneOf(source="tfp_anomaly.data.representation:PLACEMENTS"),
     "scaler.name": OneOf(source="tfp_anomaly.data.preprocessing:SCALERS"),
-    "scaler.log_columns": ListOf(Integer(min=0)),
+    "scaler.log_columns": ListOf(anyof(Integer(min=0), Text("a column name"))),
     "scaler.per_slot": BOOL,
     "scaler.n_quantiles": Integer(min=2),
     "scaler.bounds": OneOf(("edge", "middle")),
@@ -430,8 +432,17 @@ def _root_mapping(config: dict) -> str | None:
     return None
 
 
+def _observables_once(config: dict) -> str | None:
+    names = (config.get("observables") or {}).get("names")
+    if not isinstance(names, list):
+        return None
+    twice = [n for k, n in enumerate(names) if n in names[:k]]
+    return f"observables.names: {twice[0]!r} named twice; name each observable once" if twice else None
+
+
 #: rules between keys, checked on a complete configuration: each returns the problem or None
-CONSISTENCY: list[Callable[[dict], str | None]] = [_first_stage, _scaler_options, _root_mapping]
+CONSISTENCY: list[Callable[[dict], str | None]] = [_first_stage, _scaler_options, _root_mapping,
+                                                    _observables_once]
 
 #: the allowed keys of each section (``None``: checked elsewhere, e.g. against a model's signature)
 SECTIONS: dict[str, set | None] = {
@@ -450,6 +461,7 @@ DEFAULTS = {
     "data": {"dir": None, "format": "auto", "unit": "GeV", "max_events": None, "subset": "random",
              "on_error": "raise", "nonfinite": "drop", "stream": "auto", "chunk_events": 1 << 18,
              "fit_events": 200_000, "weights": True, "cache_dir": None, "root": {"tree": None, "btag_bit": 0}},
+    "observables": {"names": [], "as": "flat"},
     "scaler": {"name": "standard"},
     "split": {"fractions": [0.6, 0.2, 0.2], "seed": 0},
     "training": {"epochs": 20, "batch_size": 256, "learning_rate": 1e-3, "clipnorm": None, "seed": 0,

@@ -18,7 +18,8 @@ import numpy as np
 from . import config as config_lib
 from .data import Events, arrays
 from .data.observables import compute as compute_observables
-from .inputs import background_part, file_format, model_input, prepare_data, read_background, signal_part_map
+from .inputs import (background_part, file_format, model_input, observable_names, prepare_data, read_background,
+                     representation, signal_part_map)
 from .report.results import LATENT_ROWS, ScoredRun, scores_writer
 from .streaming import MemoryPart
 from .rundir import RunDirectory
@@ -95,6 +96,19 @@ def describe_input(shape: tuple) -> str:
     return INPUT_WORDS[input_kind(shape)].format(tuple(shape))
 
 
+def run_input_kind(config: dict, shape: tuple) -> str:
+    """What files a run reads: ``"events"`` for a run on observables (its (K,) input is computed from
+    events) or on an object grid, ``"table"`` for a feature table (:func:`input_kind` of ``shape``)."""
+    return "events" if observable_names(config) else input_kind(shape)
+
+
+def describe_run_input(config: dict, shape: tuple) -> str:
+    """The input of a run's model in words: its representation for a run on events, else by the shape."""
+    if run_input_kind(config, shape) == "events":
+        return f"events as {representation(config).describe()}"
+    return describe_input(shape)
+
+
 def check_background_files(run_dir, paths, config: dict | None = None, shape: tuple | None = None) -> list[Path]:
     """``paths`` as Paths, checked without reading them: each exists and holds the kind of input the run
     was trained on (events or a feature table). Raises naming the file and the input the run's model
@@ -109,10 +123,10 @@ def check_background_files(run_dir, paths, config: dict | None = None, shape: tu
         if not path.exists():
             raise FileNotFoundError(f"background file not found: {path}")
         fmt = file_format(config, path)
-        if fmt.kind != input_kind(shape):
+        if fmt.kind != run_input_kind(config, shape):
             holds = "events" if fmt.kind == "events" else "a feature table"
             raise ValueError(f"{path}: holds {holds} ({fmt.name}), but the model of run {run_dir} takes "
-                             f"{describe_input(shape)}")
+                             f"{describe_run_input(config, shape)}")
     return paths
 
 
@@ -147,7 +161,7 @@ def background_input(run: RunDirectory, config: dict, background) -> tuple:
         check_input(background, shape, "background")
         return MemoryPart(background), {"background": "model input given to score_run"}
     paths = check_background_files(run, background, config, shape)
-    if input_kind(shape) == "table":
+    if run_input_kind(config, shape) == "table":
         table, _ = read_background(config, paths)
         check_columns(run, table, paths)
     part, removed = background_part(config, paths)

@@ -1,4 +1,4 @@
-"""From a configuration's ``data``, ``grid``, ``split`` and ``scaler`` sections to model input.
+"""From a configuration's ``data``, ``grid``, ``observables``, ``split`` and ``scaler`` sections to model input.
 
 Steps, each a function a user can call on its own:
 
@@ -13,10 +13,13 @@ Steps, each a function a user can call on its own:
 
    Every file is checked as it is read, each failure one error naming the file: a file without
    events, event files whose objects do not fit the run's object grid
-   (:meth:`~tfp_anomaly.data.ObjectGrid.check`), a signal of another representation than the run's
-   background (feature table vs events), two signals of one name.
-2. :func:`model_input` puts events on the configured object grid (``{"x", "mask"}``) or takes a
-   feature table's (N, F) matrix.
+   (:meth:`~tfp_anomaly.data.ObjectGrid.check`) or whose observables are not finite, a signal of
+   another representation than the run's background (feature table vs events), two signals of one name.
+2. :func:`representation` is how events become model input (:mod:`tfp_anomaly.data.representation`):
+   the object grid of the ``grid`` section, with the ``observables`` section's observables appended to
+   its slots (``observables.as: grid``) or instead of it the flat vector of the observables (``as:
+   flat``). :func:`model_input` gives the model input of events on it (``{"x", "mask"}`` on a grid,
+   an (N, K) matrix flat), or a feature table's (N, F) matrix.
 3. :func:`prepare_data`: the seeded train/val/test split, the model input of the background (in memory,
    or streamed parts when ``data.stream`` says so: :func:`streams`) and the scaler fitted on training
    events only (at most ``data.fit_events`` of them). :func:`signal_part_map` and
@@ -38,6 +41,7 @@ from .data import (DataFormatError, FeatureTable, ObjectGrid, Scaler, arrays, co
                    read_lhco_scalars, split_indices)
 from .data.observables import REPORT_OBSERVABLES
 from .data.observables import compute as compute_observables
+from .data.representation import EventObservables, make_representation
 from .data.sample import manifest as sample_manifest
 from .data.splits import LEGACY_SUBSET, PARTS, SUBSETS, Split, subset_indices
 from .streaming import UNUSED, EventFiles, MemoryPart, StreamedPart, fit_rows, select_background
@@ -160,6 +164,7 @@ def read_files(config: dict, paths: list[Path], key: str, file_formats=None):
     if len(kinds) > 1:
         raise ValueError(f"{key} mixes event files and feature tables: {[str(p) for p in paths]}")
     if kinds == {"table"}:
+        _no_observables(config, key)
         table = read_lhco_scalars(paths, nonfinite=data["nonfinite"], **_table_options(data))
         for k, path in enumerate(paths):
             if not np.any(table.file_index == k):
@@ -168,10 +173,10 @@ def read_files(config: dict, paths: list[Path], key: str, file_formats=None):
         return table, {"files": [str(p) for p in paths], "kind": "table", "reader": table.report,
                        "columns": table.names}
     with event_files(config, paths, key, file_formats) as files:
-        grid, parts = object_grid(config), []
+        encoding, parts = representation(config), []
         for k, path in enumerate(paths):
             events = files.read(int(files.starts[k]), int(files.starts[k + 1]))
-            check_file_events(config, grid, events, path, key, files.infos[k])
+            check_file_events(config, encoding, events, path, key, files.infos[k])
             parts.append(events)
         table = concatenate(parts)
         return table, {"files": [str(p) for p in paths], "kind": "events", "unit": data["unit"],
@@ -192,16 +197,16 @@ def event_files(config: dict, paths: list[Path], key: str, file_formats=None) ->
 CHECK_EVENTS = 100_000
 
 
-def check_file_events(config: dict, grid: ObjectGrid, events, path: Path, key: str, info) -> None:
-    """A file of events must hold some, and its objects must fit the grid
-    (:meth:`~tfp_anomaly.data.ObjectGrid.check`, on its first :data:`CHECK_EVENTS` events); malformed
-    lines skipped in it are logged."""
+def check_file_events(config: dict, encoding, events, path: Path, key: str, info) -> None:
+    """A file of events must hold some, and they must suit the run's representation ``encoding``
+    (:func:`representation`'s ``check``: the objects fit the grid, the observables are finite; on its
+    first :data:`CHECK_EVENTS` events); malformed lines skipped in it are logged."""
     if len(events) == 0:
         raise DataFormatError(path, f"no events ({key})" + (f": {info.n_skipped} malformed line(s) skipped"
                                                              if info.n_skipped else ""))
     if info.n_skipped:
         log.warning("%s (%s): %d malformed line(s) skipped", path, key, info.n_skipped)
-    grid.check(events[np.arange(min(len(events), CHECK_EVENTS))], f"{path} ({key})")
+    encoding.check(events[np.arange(min(len(events), CHECK_EVENTS))], f"{path} ({key})")
 
 
 def background_only(table):
@@ -266,11 +271,11 @@ def load_background(config: dict):
 
 
 def _check_background(config: dict, paths, files: EventFiles) -> None:
-    grid = object_grid(config)
+    encoding = representation(config)
     for k, path in enumerate(paths):
         start = int(files.starts[k])
         events = files.read(start, min(start + CHECK_EVENTS, int(files.starts[k + 1])))
-        check_file_events(config, grid, events, path, "data.background", files.infos[k])
+        check_file_events(config, encoding, events, path, "data.background", files.infos[k])
 
 
 def _load_table_background(config: dict, paths, file_formats):
@@ -343,10 +348,9 @@ def _check_signal_kind(config: dict, path: Path, fmt, key: str, expected: str | 
         return
     background = config["data"].get("background")
     if expected == "events":
-        grid = object_grid(config)
         event_formats = ", ".join(name for name, f in formats.FORMATS.items() if f.kind == "events")
         raise DataFormatError(path, f"{key}: high-level features ({fmt.name}), but the run reads events "
-                                    f"onto an object grid of shape {grid.shape} (its background: {background}); "
+                                    f"as {representation(config).describe()} (its background: {background}); "
                                     f"give a signal file of events ({event_formats})")
     raise DataFormatError(path, f"{key}: events ({fmt.name}), but the run reads a feature table (its "
                                 f"background: {background}); give a signal file of the same features")
@@ -378,13 +382,8 @@ def signal_plan(config: dict) -> dict:
 
 
 def _to_input(config: dict):
-    grid = object_grid(config)
-
-    def to_input(events):
-        x, mask = grid.transform(events)
-        return {"x": x, "mask": mask}
-
-    return to_input
+    """``events → model input`` on the configuration's :func:`representation`."""
+    return representation(config).model_input
 
 
 def file_part(config: dict, paths, key: str, file_formats=None, keep_label=None, limit=None):
@@ -402,10 +401,10 @@ def file_part(config: dict, paths, key: str, file_formats=None, keep_label=None,
         return MemoryPart(model_input(config, table[keep]), None, keep.astype(np.int64),
                           np.asarray(table.file_index)[keep].astype(np.int16)), len(table) - len(keep)
     files = event_files(config, paths, key, file_formats)
-    grid = object_grid(config)
+    encoding = representation(config)
     for k, path in enumerate(paths):
         start = int(files.starts[k])
-        check_file_events(config, grid, files.read(start, min(start + CHECK_EVENTS, int(files.starts[k + 1]))),
+        check_file_events(config, encoding, files.read(start, min(start + CHECK_EVENTS, int(files.starts[k + 1]))),
                           path, key, files.infos[k])
     labels = files.column("labels")
     codes = None
@@ -452,18 +451,41 @@ def load_signals(config: dict, max_events: int | None = None) -> dict:
     return signals
 
 
+def representation(config: dict) -> ObjectGrid | EventObservables:
+    """How the configuration's events become model input
+    (:func:`tfp_anomaly.data.representation.make_representation`): the object grid of the ``grid``
+    section (the DarkFlow preset without one), its slots extended by the observables of the
+    ``observables`` section with ``observables.as: grid``, or the flat vector of those observables
+    (:class:`~tfp_anomaly.data.representation.EventObservables`) with ``as: flat``."""
+    return make_representation(config.get("grid") or DEFAULT_GRID, config.get("observables"))
+
+
 def object_grid(config: dict) -> ObjectGrid:
-    """The configuration's object grid (``grid`` section; the DarkFlow preset without one)."""
+    """The object grid of the ``grid`` section (the DarkFlow preset without one), without observables:
+    its rows (``block_sizes``, ``row_labels``) are those of :func:`representation` on a grid."""
     return ObjectGrid.from_config(config.get("grid") or DEFAULT_GRID)
 
 
+def observable_names(config: dict) -> list[str]:
+    """The ``observables.names`` of a configuration (empty without the section)."""
+    return list((config.get("observables") or {}).get("names") or [])
+
+
+def _no_observables(config: dict, key: str) -> None:
+    names = observable_names(config)
+    if names:
+        raise config_lib.ConfigError(f"observables.names: {', '.join(names)} are computed from events, but {key} is "
+                                     "a feature table (its columns are the model input): remove the observables "
+                                     "section, or give event files")
+
+
 def model_input(config: dict, table):
-    """The model's input for events or tables read with this configuration: ``{"x", "mask"}`` on the
-    configured object grid, or the (N, F) feature matrix."""
+    """The model's input for events or tables read with this configuration: events on its
+    :func:`representation` (``{"x", "mask"}`` on a grid, (N, K) observables flat), or a feature
+    table's (N, F) matrix."""
     if isinstance(table, FeatureTable):
         return table.features.astype(np.float32)
-    x, mask = object_grid(config).transform(table)
-    return {"x": x, "mask": mask}
+    return representation(config).model_input(table)
 
 
 #: ``data.stream: auto`` streams a background whose model input would take more than this many bytes
@@ -487,8 +509,25 @@ def _empty_part_check(config: dict, split: dict, n: int) -> None:
                          "training or validation part")
 
 
-def _fitted_scaler(config: dict, fit) -> Scaler:
-    options = dict(config["scaler"])
+def log_columns(config: dict, columns: list[str], energies=()) -> list[int]:
+    """The columns the scaler maps by log1p: ``scaler.log_columns`` (indices, or names of ``columns``,
+    the model input's column names) and ``energies`` (the representation's energy observables), in
+    column order. An unknown name or an index past the columns is a ConfigError naming the key."""
+    chosen = set(energies)
+    for item in config["scaler"].get("log_columns") or []:
+        if isinstance(item, str) and item not in columns:
+            raise config_lib.ConfigError(f"scaler.log_columns: unknown column {item!r}; the model input's columns: "
+                                         f"{', '.join(columns)}")
+        if isinstance(item, int) and not 0 <= item < len(columns):
+            raise config_lib.ConfigError(f"scaler.log_columns: column {item} of {len(columns)} "
+                                         f"({', '.join(columns)}): expected 0 to {len(columns) - 1}")
+        chosen.add(columns.index(item) if isinstance(item, str) else int(item))
+    return sorted(chosen)
+
+
+def _fitted_scaler(config: dict, fit, columns: list[str], energies=()) -> Scaler:
+    """The configured scaler fitted on ``fit``, its log columns :func:`log_columns`."""
+    options = {**config["scaler"], "log_columns": log_columns(config, list(columns), energies)}
     scaler = get_scaler(options.pop("name"), **options)
     return scaler.fit(*arrays.split_mask(fit))
 
@@ -526,10 +565,10 @@ def prepare_data(config: dict) -> Prepared:
         if data.get("weights"):
             _check_weights(files, paths)
         report = _events_report(config, paths, files, counts)
-        grid = object_grid(config)
-        report["grid"] = grid.get_config()
+        encoding = representation(config)
+        report[encoding.kind] = encoding.get_config()
         fit = fit_rows(codes, data.get("fit_events"), seed)
-        if streams(config, counts["background_events"], grid.shape):
+        if streams(config, counts["background_events"], encoding.shape):
             return _prepare_streamed(config, files, codes, counts, fit, report)  # the parts keep the files open
     except BaseException:
         files.close()
@@ -537,10 +576,9 @@ def prepare_data(config: dict) -> Prepared:
     with files:
         kept = np.flatnonzero(codes != UNUSED)
         table = files.read_rows(kept)
-        x, mask, overflow = grid.transform(table, return_overflow=True)
-        report.update(objects_beyond_caps=overflow, objects_without_block=grid.without_block(table))
+        background, dropped = encoding.model_input(table, with_counts=True)
+        report.update(dropped)
         split = Split.from_codes(codes[kept])
-        background = {"x": x, "mask": mask}
         parts = {name: arrays.take(background, index) for name, index in split.parts().items()}
         weights = {name: table.weight[index] for name, index in split.parts().items()} if data.get("weights") else None
         file_numbers = files.file_of(kept)
@@ -548,30 +586,28 @@ def prepare_data(config: dict) -> Prepared:
         fit_input = arrays.take(background, np.searchsorted(kept, fit))
         test_observables = compute_observables(table[split.parts()["test"]])
     report["split"] = counts["split"]
-    return Prepared(parts, tuple(x.shape[1:]), _fitted_scaler(config, fit_input), split, report, fit_input,
-                    weights, ids, observables={"test": test_observables})
+    scaler = _fitted_scaler(config, fit_input, encoding.columns, encoding.log_columns)
+    return Prepared(parts, encoding.shape, scaler, split, report, fit_input, weights, ids,
+                    observables={"test": test_observables})
 
 
 def _prepare_streamed(config: dict, files: EventFiles, codes, counts, fit, report) -> Prepared:
     """The parts streamed from ``files``; the scaler fitted on the ``fit`` rows read into memory. The
     grid counts of the report (objects beyond the caps, without a block) are those of the fit rows."""
-    data, grid = config["data"], object_grid(config)
+    data, encoding = config["data"], representation(config)
     table = files.read_rows(fit)
-    x, mask, overflow = grid.transform(table, return_overflow=True)
-    fit_input = {"x": x, "mask": mask}
-    report.update(objects_beyond_caps=overflow, objects_without_block=grid.without_block(table),
-                  grid_counts_of=f"the {len(table):,} training events the scaler is fitted on", streamed=True,
-                  split=counts["split"])
-
-    def to_input(events):
-        x, mask = grid.transform(events)
-        return {"x": x, "mask": mask}
-
-    parts = {name: StreamedPart(files, codes, code, to_input, bool(data.get("weights")), int(data["chunk_events"]),
+    fit_input, dropped = encoding.model_input(table, with_counts=True)
+    report.update(dropped)
+    if dropped:
+        report["grid_counts_of"] = f"the {len(table):,} training events the scaler is fitted on"
+    report.update(streamed=True, split=counts["split"])
+    parts = {name: StreamedPart(files, codes, code, encoding.model_input, bool(data.get("weights")),
+                                int(data["chunk_events"]),
                                 observables=REPORT_OBSERVABLES if name == "test" else ())
              for code, name in enumerate(PARTS)}
     split = _LazySplit(codes)
-    return Prepared(parts, grid.shape, _fitted_scaler(config, fit_input), split, report, fit_input, streamed=True)
+    scaler = _fitted_scaler(config, fit_input, encoding.columns, encoding.log_columns)
+    return Prepared(parts, encoding.shape, scaler, split, report, fit_input, streamed=True)
 
 
 class _LazySplit:
@@ -605,4 +641,5 @@ def _prepare_table(config: dict) -> Prepared:
     report["split"] = counts
     ids = {name: (index.astype(np.int64), np.asarray(table.file_index)[index].astype(np.int16))
            for name, index in split.parts().items()}
-    return Prepared(parts, tuple(x.shape[1:]), _fitted_scaler(config, fit_input), split, report, fit_input, None, ids)
+    scaler = _fitted_scaler(config, fit_input, list(table.names))
+    return Prepared(parts, tuple(x.shape[1:]), scaler, split, report, fit_input, None, ids)

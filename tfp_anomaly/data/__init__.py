@@ -13,7 +13,7 @@ from .formats import available as available_formats
 from .formats import open_events, read_events
 from .lhco import FeatureTable, iter_lhco_raw, read_lhco_raw, read_lhco_scalars
 from .preprocessing import SCALERS, Scaler, get_scaler
-from .representation import FEATURES, PRESETS, ObjectGrid, grid_chunks
+from .representation import FEATURES, PRESETS, EventObservables, ObjectGrid, grid_chunks
 from .root import iter_delphes, iter_root_ntuple, read_delphes, read_root_ntuple
 from .sample import load_sample
 from .store import ensure_cache
@@ -40,6 +40,6 @@ __all__ = [
     "iter_adc2021", "read_adc2021", "iter_delphes", "read_delphes", "iter_root_ntuple", "read_root_ntuple",
     "FeatureTable", "read_lhco_scalars", "iter_lhco_raw", "read_lhco_raw",
     "iter_cache", "read_cache", "write_cache", "CacheReader", "ensure_cache", "open_events", "read_events", "available_formats",
-    "ObjectGrid", "FEATURES", "PRESETS", "Scaler", "SCALERS", "get_scaler",
+    "ObjectGrid", "EventObservables", "FEATURES", "PRESETS", "Scaler", "SCALERS", "get_scaler",
     "Split", "split_indices", "split_background", "make_dataset", "stream_dataset", "grid_chunks", "load_sample",
 ]

@@ -125,6 +125,23 @@ class Events:
             offsets=offsets, obj_type=pick(obj_type), obj_e=pick(e), obj_pt=pick(pt),
             obj_eta=pick(eta), obj_phi=pick(phi), labels=labels, unit=unit, meta=dict(meta or {}))
 
+    @classmethod
+    def from_awkward(cls, array, unit: str | None = None, meta: dict | None = None) -> "Events":
+        """Events of an awkward array of event records (:func:`tfp_anomaly.data.awkward_io.from_awkward`):
+        ``Events.from_awkward(events.to_awkward())`` equals ``events``; a user's own ``ak.zip`` works too
+        (``N * {met, met_phi, objects: var * {code, pt, eta, phi, E}}``, ``unit`` naming its unit)."""
+        from .awkward_io import from_awkward
+
+        return from_awkward(array, unit=unit, meta=meta)
+
+    def to_awkward(self):
+        """The events as an awkward array, one record per event with its ``objects`` a variable-length
+        list of ``Momentum4D`` records (code, pt, eta, phi, E), unit and meta in its parameters
+        (:func:`tfp_anomaly.data.awkward_io.to_awkward`; needs the ``awkward`` package)."""
+        from .awkward_io import to_awkward
+
+        return to_awkward(self)
+
     # ------------------------------------------------------------------ basic protocol
     def __len__(self) -> int:
         return len(self.event_id)

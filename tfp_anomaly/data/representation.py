@@ -18,12 +18,25 @@ on the DarkFlow grid: every object dropped, every event MET alone), and warns, w
 type present in the events has no block at all.
 
 The MET row holds E = pT = MET, η = 0, φ = METphi (a massless object in the transverse plane).
+
+Per-event physics observables (:mod:`.observables`: HT, MET, m_jj, multiplicities, ...) enter the model
+input in one of two ways, :data:`PLACEMENTS` (the ``observables.as`` key of a configuration):
+
+* ``grid``: :class:`ObjectGrid` with ``observables`` appends them as K extra columns to every real slot
+  (0 in padded slots), so that a convolutional or set encoder sees the event context next to each
+  object: the grid becomes (R, F + K);
+* ``flat``: :class:`EventObservables`, the (N, K) vector of the observables alone, for a dense network
+  (as the LHCO feature tables give); the object grid is not used.
+
+Both are a *representation*: what :mod:`tfp_anomaly.inputs` needs of one, ``shape``, ``columns`` (the
+names of the last axis), ``log_columns`` (the energy observables' columns, log1p-scaled by the run's
+scaler), ``model_input(events)``, ``check(events, source)`` and ``get_config()``.
 """
 from __future__ import annotations
 
 import dataclasses
 import logging
-from typing import Sequence
+from typing import ClassVar, Sequence
 
 import numpy as np
 
@@ -31,6 +44,7 @@ from ..registry import Registry
 from . import objects
 from .errors import DataFormatError
 from .events import Events
+from .observables import OBSERVABLES, compute
 
 log = logging.getLogger(__name__)
 
@@ -66,6 +80,42 @@ for _name, _feature in {
 }.items():
     FEATURES.register(_name, _feature)
 
+# --------------------------------------------------------------------------- observables as input columns
+def observable_names(names: Sequence[str]) -> list[str]:
+    """``names`` as a list, each a registered observable (:data:`~.observables.OBSERVABLES`) named once."""
+    names = [names] if isinstance(names, str) else list(names)
+    unknown = [n for n in names if n not in OBSERVABLES]
+    if unknown:
+        raise OBSERVABLES.unknown(unknown[0] if len(unknown) == 1 else unknown)
+    twice = sorted({n for n in names if names.count(n) > 1})
+    if twice:
+        raise ValueError(f"observable {twice[0]!r} named twice in {names}")
+    return names
+
+
+def observable_columns(events: Events, names: Sequence[str]) -> np.ndarray:
+    """(N, K) float64: column k the observable ``names[k]`` of each event, in the events' unit."""
+    values = compute(events, names, unit=None)
+    return np.stack([values[n] for n in names], axis=-1) if names else np.zeros((len(events), 0))
+
+
+def energy_columns(names: Sequence[str], first: int = 0) -> list[int]:
+    """The column indices (counted from ``first``) of the observables of ``names`` that are energies
+    (:attr:`~.observables.Observable.energy`): log1p-scaled by the run's scaler."""
+    return [first + k for k, n in enumerate(names) if OBSERVABLES[n].energy]
+
+
+def check_observables(values: np.ndarray, names: Sequence[str], events: Events, source) -> None:
+    """Refuse events (read from ``source``) with an observable that is not finite, naming the observable
+    and the event (a NaN or infinite MET, pT or energy in the file)."""
+    bad = ~np.isfinite(values)
+    if bad.any():
+        event, column = np.argwhere(bad)[0]
+        raise DataFormatError(source, f"event {int(events.event_id[event])} (event {int(event) + 1} read) has "
+                                      f"observable {names[column]} = {float(values[event, column])!r}: the observables "
+                                      "must be finite (a NaN or infinite MET, pT or energy in the file)")
+
+
 #: preset name -> :class:`ObjectGrid` arguments.
 PRESETS = Registry("grid preset")
 # DarkFlow / Dark Machines ConvVAE input: 13 j, 3 b, 3 m+, 3 m-, 3 e+, 3 e-, 3 g, MET row; (E, pT, η, φ)
@@ -95,11 +145,18 @@ class ObjectGrid:
             pooled into one block (e.g. ``(["e-", "e+"], 4)``), ``cap`` its slots per event (≥ 1).
         met_row: append a MET row (E = pT = MET, η = 0, φ = METphi).
         features: column features, names from :data:`FEATURES`.
+        observables: per-event observables (names of :data:`~.observables.OBSERVABLES`) appended as
+            K more columns: column F + k of every real slot of an event holds its observable k (the
+            same value in each of its real slots, 0 in padded slots), so the grid is (R, F + K).
     """
 
     blocks: Sequence = dataclasses.field(default_factory=lambda: list(PRESETS["darkflow"]["blocks"]))
     met_row: bool = True
     features: Sequence[str] = ("E", "pt", "eta", "phi")
+    observables: Sequence[str] = ()
+
+    #: the key of a run's data report (``data.json``) that holds :meth:`get_config`
+    kind: ClassVar[str] = "grid"
 
     def __post_init__(self):
         self.blocks = [([codes] if isinstance(codes, str) else list(codes), int(cap)) for codes, cap in self.blocks]
@@ -112,6 +169,7 @@ class ObjectGrid:
         if unknown:
             raise FEATURES.unknown(unknown)  # "unknown features [...]; available: ..."
         self.features = list(self.features)
+        self.observables = observable_names(self.observables)
 
     @classmethod
     def preset(cls, name: str) -> "ObjectGrid":
@@ -120,8 +178,9 @@ class ObjectGrid:
 
     def get_config(self) -> dict:
         """The grid's arguments as a JSON/YAML-friendly dict (:meth:`from_config` inverts it)."""
-        return {"blocks": [[codes[0] if len(codes) == 1 else codes, cap] for codes, cap in self.blocks],
-                "met_row": self.met_row, "features": list(self.features)}
+        config = {"blocks": [[codes[0] if len(codes) == 1 else codes, cap] for codes, cap in self.blocks],
+                  "met_row": self.met_row, "features": list(self.features)}
+        return {**config, "observables": list(self.observables)} if self.observables else config
 
     @classmethod
     def from_config(cls, config: dict) -> "ObjectGrid":
@@ -145,8 +204,24 @@ class ObjectGrid:
 
     @property
     def shape(self) -> tuple:
-        """``(R, F)``: the shape of one event's grid."""
-        return (self.n_rows, len(self.features))
+        """``(R, F + K)``: the shape of one event's grid (K = the number of observables, often 0)."""
+        return (self.n_rows, len(self.columns))
+
+    @property
+    def columns(self) -> list[str]:
+        """The name of each column: the features, then the observables."""
+        return list(self.features) + list(self.observables)
+
+    @property
+    def log_columns(self) -> list[int]:
+        """The columns of the energy observables (log1p-scaled by the run's scaler with any it names)."""
+        return energy_columns(self.observables, first=len(self.features))
+
+    def describe(self) -> str:
+        """The representation in words (error messages)."""
+        extra = f" (features {', '.join(self.features)}; observables {', '.join(self.observables)})" \
+            if self.observables else ""
+        return f"an object grid of shape {self.shape}{extra}"
 
     @property
     def row_labels(self) -> list[str]:
@@ -193,22 +268,34 @@ class ObjectGrid:
         counts = np.bincount(events.obj_type.astype(np.int64), minlength=len(objects.BY_ID))
         return {objects.code_of(t): int(c) for t, c in enumerate(counts) if c and self._last_block()[t] < 0}
 
+    def model_input(self, events: Events, with_counts: bool = False):
+        """The model input of ``events``, ``{"x": (N, R, F + K), "mask": (N, R)}``; with ``with_counts``
+        also ``{"objects_beyond_caps": ..., "objects_without_block": ...}`` for the run's data report."""
+        if not with_counts:
+            x, mask = self.transform(events)
+            return {"x": x, "mask": mask}
+        x, mask, overflow = self.transform(events, return_overflow=True)
+        return {"x": x, "mask": mask}, {"objects_beyond_caps": overflow,
+                                        "objects_without_block": self.without_block(events)}
+
     def transform(self, events: Events, return_overflow: bool = False):
-        """``(x, mask)`` of ``events``: ``x`` (N, R, F) float32, ``mask`` (N, R) bool; with
+        """``(x, mask)`` of ``events``: ``x`` (N, R, F + K) float32, ``mask`` (N, R) bool; with
         ``return_overflow`` also ``{block: number of objects dropped beyond its cap}`` (each dropped
         object counted once; objects of a type no block holds are counted by :meth:`dropped`)."""
         n = len(events)
-        x = np.zeros((n, self.n_rows, len(self.features)), np.float32)
+        x = np.zeros((n,) + self.shape, np.float32)
         mask = np.zeros((n, self.n_rows), bool)
         slots, placed = self._place(events)
         for sel, ev, rows in slots:
             cols = self._features(events.obj_e[sel], events.obj_pt[sel], events.obj_eta[sel], events.obj_phi[sel])
-            x[ev, rows, :] = cols
+            x[ev, rows, :len(self.features)] = cols
             mask[ev, rows] = True
         if self.met_row:
             zeros = np.zeros_like(events.met)
-            x[:, -1, :] = self._features(events.met, events.met, zeros, events.met_phi)
+            x[:, -1, :len(self.features)] = self._features(events.met, events.met, zeros, events.met_phi)
             mask[:, -1] = True
+        if self.observables:
+            x[..., len(self.features):] = observable_columns(events, self.observables)[:, None, :] * mask[..., None]
         if not return_overflow:
             return x, mask
         return x, mask, self._dropped(events, placed)[0]
@@ -240,10 +327,94 @@ class ObjectGrid:
         if homeless:
             log.warning("%s: %s objects dropped: %s have no block in the object grid (its blocks hold %s)",
                         source, f"{sum(counts['no_block'].values()):,}", homeless, codes)
+        if self.observables:
+            check_observables(observable_columns(events, self.observables), self.observables, events, source)
         return counts
 
     def _features(self, e, pt, eta, phi) -> np.ndarray:
         return np.stack([FEATURES[f](e, pt, eta, phi) for f in self.features], axis=-1)
+
+
+@dataclasses.dataclass
+class EventObservables:
+    """The flat representation: events → the (N, K) float32 matrix of K per-event observables.
+
+    Column k of event n is the observable ``names[k]`` of :data:`~.observables.OBSERVABLES` (HT, MET,
+    m_jj, n_jets, ...; :mod:`.observables` gives their definitions), in the events' unit: a fixed-length
+    vector per event for a dense network, as the LHCO high-level feature tables give. The objects
+    themselves are not in it. The energy observables' columns (:attr:`log_columns`) are log1p-scaled
+    by the run's scaler.
+
+    Args:
+        names: the observables, in column order (each once).
+    """
+
+    names: Sequence[str]
+
+    #: the key of a run's data report (``data.json``) that holds :meth:`get_config`
+    kind: ClassVar[str] = "observables"
+
+    def __post_init__(self):
+        self.names = observable_names(self.names)
+        if not self.names:
+            raise ValueError("EventObservables needs at least one observable")
+
+    def get_config(self) -> dict:
+        """``{"names": [...], "as": "flat"}``: the ``observables`` section that gives this representation."""
+        return {"names": list(self.names), "as": "flat"}
+
+    @property
+    def shape(self) -> tuple:
+        """``(K,)``: the shape of one event's input."""
+        return (len(self.names),)
+
+    @property
+    def columns(self) -> list[str]:
+        """The name of each column: the observables."""
+        return list(self.names)
+
+    @property
+    def log_columns(self) -> list[int]:
+        """The columns of the energy observables (log1p-scaled by the run's scaler with any it names)."""
+        return energy_columns(self.names)
+
+    def describe(self) -> str:
+        """The representation in words (error messages)."""
+        return f"the observables {', '.join(self.names)} (shape {self.shape})"
+
+    def transform(self, events: Events) -> np.ndarray:
+        """(N, K) float32 observables of ``events``."""
+        return observable_columns(events, self.names).astype(np.float32)
+
+    def model_input(self, events: Events, with_counts: bool = False):
+        """The model input of ``events``: :meth:`transform`; with ``with_counts`` also the (empty) counts
+        for the run's data report (every object counts in the observables, none is dropped)."""
+        x = self.transform(events)
+        return (x, {}) if with_counts else x
+
+    def check(self, events: Events, source) -> dict:
+        """Refuse ``events`` (read from ``source``) whose observables are not all finite; returns ``{}``."""
+        check_observables(observable_columns(events, self.names), self.names, events, source)
+        return {}
+
+
+#: ``observables.as`` → ``placement(grid section, names)``: the representation that holds the
+#: observables ``names``: ``grid`` appends them to every real slot of the grid of the ``grid`` section,
+#: ``flat`` makes them the whole input.
+PLACEMENTS = Registry("observables placement")
+PLACEMENTS.register("grid", lambda grid, names: ObjectGrid.from_config({**grid, "observables": list(names)}))
+PLACEMENTS.register("flat", lambda grid, names: EventObservables(names))
+
+
+def make_representation(grid: dict, observables: dict | None = None):
+    """The representation of events as model input from a configuration's ``grid`` and ``observables``
+    sections: the object grid without observables (no ``observables.names``), else the placement of
+    ``observables.as`` (:data:`PLACEMENTS`, ``flat`` by default)."""
+    observables = observables or {}
+    names = observables.get("names") or ()
+    if not names:
+        return ObjectGrid.from_config(grid)
+    return PLACEMENTS.lookup(observables.get("as", "flat"), "observables.as")(grid, names)
 
 
 def grid_chunks(path, grid, *, chunk_size: int = 100_000, format: str = "auto", **reader_kwargs):
