@@ -28,6 +28,7 @@ MODULES = [
     ("tfp_anomaly.data.arrays", "the model input's two forms: an array or {x, mask}"),
     ("tfp_anomaly.data.pipeline", "tf.data pipelines, in memory or streamed from a file (imports TensorFlow)"),
     ("tfp_anomaly.data.store", "event files converted once to their caches, reused until they change"),
+    ("tfp_anomaly.data.observables", "physics observables per event: HT, MET, m_eff, m_jj, multiplicities"),
     ("tfp_anomaly.data.root", "ROOT files through uproot: Delphes trees and flat ntuples, the branch mapping"),
     ("tfp_anomaly.data.parts", "a split part as training reads it: batches, worker shards, weights"),
     ("tfp_anomaly.flows", "normalizing flows as Keras layers over TFP bijectors"),
