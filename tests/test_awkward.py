@@ -7,12 +7,12 @@ import math
 import numpy as np
 import pytest
 
-ak = pytest.importorskip("awkward")
+import awkward as ak
 
-from tfp_anomaly.data import Events, concatenate, load_sample, objects  # noqa: E402
-from tfp_anomaly.data.awkward_io import from_awkward, to_awkward, with_scores  # noqa: E402
-from tfp_anomaly.data.events import _DTYPES  # noqa: E402
-from tfp_anomaly.data.observables import dijet_mass  # noqa: E402
+from tfp_anomaly.data import Events, concatenate, load_sample, objects
+from tfp_anomaly.data.awkward_io import from_awkward, to_awkward, with_scores
+from tfp_anomaly.data.events import _DTYPES
+from tfp_anomaly.data.observables import dijet_mass
 
 
 def assert_same_events(a: Events, b: Events):

@@ -34,7 +34,7 @@ categorical strings or the integer type ids of :mod:`~.objects`; the energy may 
 unit is the ``unit`` parameter or the ``unit=`` argument. Slicing (``array[mask]``) keeps the
 parameters; selecting fields (``array[["met"]]``) drops them: pass ``unit=`` then.
 
-Awkward (``pip install awkward``, or the ``awkward`` extra) is imported when first needed.
+Awkward (a dependency of the toolkit, as for the ROOT readers) is imported when first needed.
 """
 from __future__ import annotations
 
@@ -57,11 +57,8 @@ OBJECT_ALIASES = {"code": ("code", "type"), "pt": ("pt",), "eta": ("eta",), "phi
 
 
 def _awkward():
-    try:
-        import awkward
-    except ImportError:
-        raise ImportError("awkward array interchange needs the awkward package: pip install awkward "
-                          "(or pip install tfp-anomaly[awkward])") from None
+    import awkward  # a dependency of the toolkit (install_requires), imported on first use
+
     return awkward
 
 
