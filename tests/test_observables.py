@@ -207,6 +207,9 @@ def test_scaler_log_columns_take_column_names_and_the_energy_observables():
     config = config_lib.load_config(CONFIGS / "convvae.yaml", ["scaler.log_columns=[7]"])
     with pytest.raises(config_lib.ConfigError, match=r"scaler\.log_columns: column 7 of 2 \(HT, MET\)"):
         inputs.log_columns(config, ["HT", "MET"])
+    # the flat vector takes names only: numbers (meant for a grid) are left out, names kept
+    config = config_lib.load_config(CONFIGS / "convvae.yaml", ["scaler.log_columns=[0, 7, n_b]"])
+    assert inputs.log_columns(config, ["n_jets", "n_b", "HT"], energies=[2], by_number=False) == [1, 2]
 
 
 def test_observables_need_events_not_a_feature_table(tmp_path):
@@ -220,25 +223,27 @@ def test_observables_need_events_not_a_feature_table(tmp_path):
 
 
 # --------------------------------------------------------------------------- train and score
-def _train_and_score(tmp_path, placement, *overrides):
+def _train_and_score(tmp_path, placement, *overrides, names=NAMES):
     run = tmp_path / placement
     assert main(["train", str(CONFIGS / "convvae.yaml"), "--run-dir", str(run), "-o", "data.max_events=300",
                  "training.batch_size=60", "training.verbose=0", "training.epochs=1", "training.jit_compile=false",
-                 f"observables={{names: [{', '.join(NAMES)}], as: {placement}}}", *overrides]) == 0
+                 f"observables={{names: [{', '.join(names)}], as: {placement}}}", *overrides]) == 0
     assert main(["score", str(run), "--no-progress", "--max-signal-events", "60", "--methods", "mse", "kl"]) == 0
     return run
 
 
 def test_flat_observables_train_a_dense_network_and_score(tmp_path):
-    run = _train_and_score(tmp_path, "flat", "model.network={type: dense, hidden_units: [16, 8]}")
+    counts_first = ["n_jets", "n_b", "HT", "MET", "m_jj"]
+    run = _train_and_score(tmp_path, "flat", "model.network={type: dense, hidden_units: [16, 8]}", names=counts_first)
     assert json.loads((run / "summary.json").read_text())["input_shape"] == [5]
     data = json.loads((run / "data.json").read_text())
-    assert data["observables"] == {"names": NAMES, "as": "flat"} and "grid" not in data
-    assert config_lib.load_resolved(run / "config.yaml")["observables"] == {"names": NAMES, "as": "flat"}
+    assert data["observables"] == {"names": counts_first, "as": "flat"} and "grid" not in data
+    assert config_lib.load_resolved(run / "config.yaml")["observables"] == {"names": counts_first, "as": "flat"}
     model = keras.models.load_model(run / "model.keras")
     assert tuple(model.event_shape) == (5,)
-    # the grid's log columns [0, 1] of the base configuration and the energies HT, MET, m_jj: columns 0 to 2
-    assert model.preprocess.log_columns == [0, 1, 2]
+    # the energies HT, MET, m_jj only: the base configuration's log_columns [0, 1] (E and pT of its grid)
+    # do not turn the counts n_jets, n_b into log(1 + n)
+    assert model.preprocess.log_columns == [2, 3, 4]
     scored = ScoredRun.load(run / "scores.h5")
     assert scored.methods == ["mse", "kl"] and len(scored.background["mse"]) == 60
     assert len(scored.signals["qstar"]["kl"]) == 60 and np.isfinite(scored.signals["qstar"]["mse"]).all()

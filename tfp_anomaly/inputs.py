@@ -509,25 +509,36 @@ def _empty_part_check(config: dict, split: dict, n: int) -> None:
                          "training or validation part")
 
 
-def log_columns(config: dict, columns: list[str], energies=()) -> list[int]:
+def log_columns(config: dict, columns: list[str], energies=(), by_number: bool = True) -> list[int]:
     """The columns the scaler maps by log1p: ``scaler.log_columns`` (indices, or names of ``columns``,
     the model input's column names) and ``energies`` (the representation's energy observables), in
-    column order. An unknown name or an index past the columns is a ConfigError naming the key."""
-    chosen = set(energies)
+    column order. An unknown name or an index past the columns is a ConfigError naming the key.
+
+    ``by_number=False`` (the flat observables vector) takes names only: column numbers there would be
+    those of the grid features a base configuration means (``[0, 1]``: E and pT of the DarkFlow grid), not
+    of the observables, so they are left out, with a warning."""
+    chosen, numbers = set(energies), []
     for item in config["scaler"].get("log_columns") or []:
         if isinstance(item, str) and item not in columns:
             raise config_lib.ConfigError(f"scaler.log_columns: unknown column {item!r}; the model input's columns: "
                                          f"{', '.join(columns)}")
+        if isinstance(item, int) and not by_number:
+            numbers.append(item)
+            continue
         if isinstance(item, int) and not 0 <= item < len(columns):
             raise config_lib.ConfigError(f"scaler.log_columns: column {item} of {len(columns)} "
                                          f"({', '.join(columns)}): expected 0 to {len(columns) - 1}")
         chosen.add(columns.index(item) if isinstance(item, str) else int(item))
+    if numbers:
+        log.warning("scaler.log_columns %s: column numbers name grid features, not the flat observables (%s); "
+                    "left out (the energy observables are log-scaled anyway; name others, e.g. [HT])",
+                    numbers, ", ".join(columns))
     return sorted(chosen)
 
 
-def _fitted_scaler(config: dict, fit, columns: list[str], energies=()) -> Scaler:
+def _fitted_scaler(config: dict, fit, columns: list[str], energies=(), by_number: bool = True) -> Scaler:
     """The configured scaler fitted on ``fit``, its log columns :func:`log_columns`."""
-    options = {**config["scaler"], "log_columns": log_columns(config, list(columns), energies)}
+    options = {**config["scaler"], "log_columns": log_columns(config, list(columns), energies, by_number)}
     scaler = get_scaler(options.pop("name"), **options)
     return scaler.fit(*arrays.split_mask(fit))
 
@@ -586,7 +597,7 @@ def prepare_data(config: dict) -> Prepared:
         fit_input = arrays.take(background, np.searchsorted(kept, fit))
         test_observables = compute_observables(table[split.parts()["test"]])
     report["split"] = counts["split"]
-    scaler = _fitted_scaler(config, fit_input, encoding.columns, encoding.log_columns)
+    scaler = _fitted_scaler(config, fit_input, encoding.columns, encoding.log_columns, encoding.kind == "grid")
     return Prepared(parts, encoding.shape, scaler, split, report, fit_input, weights, ids,
                     observables={"test": test_observables})
 
@@ -606,7 +617,7 @@ def _prepare_streamed(config: dict, files: EventFiles, codes, counts, fit, repor
                                 observables=REPORT_OBSERVABLES if name == "test" else ())
              for code, name in enumerate(PARTS)}
     split = _LazySplit(codes)
-    scaler = _fitted_scaler(config, fit_input, encoding.columns, encoding.log_columns)
+    scaler = _fitted_scaler(config, fit_input, encoding.columns, encoding.log_columns, encoding.kind == "grid")
     return Prepared(parts, encoding.shape, scaler, split, report, fit_input, streamed=True)
 
 
