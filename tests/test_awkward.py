@@ -72,6 +72,14 @@ def test_round_trip_through_awkward_buffers_and_after_selection(sample):
     assert_same_events(Events.from_awkward(array[[5, 2, 9]]), sample[np.array([5, 2, 9])])
 
 
+def test_arrays_concatenated_in_awkward_read_back_as_the_concatenated_events(sample):
+    """ak.concatenate does not merge categorical arrays: ak.from_categorical first (docs/data.md); the
+    plain strings and the kept parameters read back as tfp_anomaly.data.concatenate of the events."""
+    first, second = sample[:50], sample[-70:]  # other processes in each part
+    joined = ak.concatenate([ak.from_categorical(first.to_awkward()), ak.from_categorical(second.to_awkward())])
+    assert_same_events(Events.from_awkward(joined), concatenate([first, second]))
+
+
 def test_layout_is_one_record_per_event_with_vector_names(sample):
     array = sample.to_awkward()
     assert ak.fields(array) == ["event_id", "process", "weight", "met", "met_phi", "label", "objects"]

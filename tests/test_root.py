@@ -14,7 +14,7 @@ import rootfiles
 from tfp_anomaly import config as config_lib
 from tfp_anomaly import inputs
 from tfp_anomaly.cli import main
-from tfp_anomaly.data import DataFormatError, formats, read_cache, read_events
+from tfp_anomaly.data import DataFormatError, concatenate, formats, read_cache, read_events
 from tfp_anomaly.data.root import (check_options, iter_delphes, parse_mapping, read_delphes,
                                    read_root_ntuple)
 from tfp_anomaly.data.store import ensure_cache
@@ -149,6 +149,8 @@ def test_another_tree_name_and_an_rntuple(tmp_path):
         handle["Delphes"] = branches
     reference = read_delphes(tmp_path / "renamed.root", tree="events")
     assert formats.detect(tmp_path / "renamed.root").name == "delphes"  # a tree with Delphes branches
+    _assert_same(read_delphes(tmp_path / "renamed.root"), reference)  # read from the tree it was recognised by
+    _assert_same(concatenate(list(formats.open_events(tmp_path / "renamed.root"))), reference)
     _assert_same(read_delphes(tmp_path / "rntuple.root"), reference)
 
 
@@ -308,6 +310,13 @@ def _ntuple(change):
     return setup
 
 
+def _huge_event_number(branches):
+    """Unsigned 64-bit event numbers, the sixth past the largest signed one."""
+    numbers = branches["evt"].astype(np.uint64)
+    numbers[5] = np.uint64(2 ** 63 + 5)
+    branches["evt"] = numbers
+
+
 def _truncated(path):
     rootfiles.write_delphes(path, 200, seed=9)
     data = path.read_bytes()
@@ -332,6 +341,12 @@ BAD = [
      r"bad\.root, entry 6, tree 'events', branch 'mu_eta': \d+ values, but branch 'mu_pt' has \d+"),
     ("ntuple NaN MET", _ntuple(lambda b: b["met"].__setitem__(11, np.inf)), MAPPING,
      r"bad\.root, entry 11, tree 'events', branch 'met': non-finite value inf"),
+    ("ntuple boolean MET", _ntuple(lambda b: b.__setitem__("met", b["met"] > 100)), MAPPING,
+     r"bad\.root, entry 0, tree 'events', branch 'met': holds booleans, expected numbers"),
+    ("ntuple half charge", _ntuple(lambda b: b.__setitem__("mu_q", b["mu_q"] * 0.5)), MAPPING,
+     r"bad\.root, entry \d+, tree 'events', branch 'mu_q': charge -?0\.5 is not a whole number"),
+    ("ntuple event number past int64", _ntuple(_huge_event_number), MAPPING,
+     r"bad\.root, entry 5, tree 'events', branch 'evt': event number 9223372036854775813 does not fit"),
     ("ntuple without mapping", _ntuple(None), ["--format", "root-ntuple"], r"needs a branch mapping"),
     ("not ROOT", lambda p: p.write_text("event_id;process\n"), [], r"bad\.root: not a ROOT file"),
     ("truncated", _truncated, [], r"bad\.root: .*truncated or corrupt ROOT file"),

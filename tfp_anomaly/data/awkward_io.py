@@ -151,6 +151,8 @@ def _names_and_codes(ak, array, field: str) -> tuple[list[str], np.ndarray]:
     layout = ak.to_layout(array)
     if layout.is_indexed and not layout.is_option and layout.parameter("__array__") == "categorical":
         return [str(s) for s in ak.to_list(layout.content)], np.asarray(layout.index, np.int64)
+    if layout.is_indexed and not layout.is_option:  # e.g. the strings of ak.concatenate: project them
+        layout = ak.to_layout(ak.to_packed(array))
     if layout.parameter("__array__") != "string":
         raise ValueError(f"field {field!r}: expected strings, got {_describe(ak, array)}")
     names, codes = np.unique(ak.to_numpy(array) if len(array) else np.zeros(0, "U1"), return_inverse=True)

@@ -108,9 +108,14 @@ class EventSummary:
         problems = dict(self.problems)
         if ids < self.n_events and ids < 10_000_000:
             problems["event_id not unique"] = self.n_events - ids
-        lines = [f"file      {self.path}", f"format    {self.format}", f"events    {self.n_events:,}",
-                 f"unit      {self.unit}", f"skipped   {self.skipped.summary()}", "",
-                 "events per process", pd.Series(self.processes, name="events").to_string(), ""]
+        if not self.n_events:  # nothing read: no unit, no process table to show
+            problems["no events in the file"] = 1
+            lines = [f"file      {self.path}", f"format    {self.format}", "events    0",
+                     f"skipped   {self.skipped.summary()}", ""]
+        else:
+            lines = [f"file      {self.path}", f"format    {self.format}", f"events    {self.n_events:,}",
+                     f"unit      {self.unit}", f"skipped   {self.skipped.summary()}", "",
+                     "events per process", pd.Series(self.processes, name="events").to_string(), ""]
         if self.labels:
             lines += ["events per label (1 = signal)", pd.Series(self.labels, name="events").to_string(), ""]
         if self.n_events:

@@ -379,6 +379,9 @@ def _entry(counts: np.ndarray, flat_index: int, first: int) -> int:
 
 
 def _finite(where: _Where, values: np.ndarray, counts, branch: str, first: int) -> np.ndarray:
+    """``values`` as float64, refused when boolean (a flag is not a momentum, an angle or a weight) or not finite."""
+    if values.dtype.kind == "b":
+        raise where.error("holds booleans, expected numbers", branch, first)
     values = values.astype(np.float64)
     bad = np.flatnonzero(~np.isfinite(values))
     if len(bad):
@@ -419,6 +422,10 @@ def _type_ids(where: _Where, ob: ObjectBranches, charge, tag, counts, first: int
     """Object type ids: ``ob.code``, split by the sign of ``charge`` or by bit ``bit`` of ``tag``."""
     ids = np.full(int(counts.sum()), objects.type_id(ob.code), np.int8)
     if ob.charge:
+        odd = np.flatnonzero(charge != np.round(charge))
+        if len(odd):
+            raise where.error(f"charge {charge[odd[0]]} is not a whole number", ob.charge,
+                              _entry(counts, odd[0], first))
         sign = np.sign(charge)
         zero = np.flatnonzero(sign == 0)
         if len(zero):
@@ -475,11 +482,16 @@ def _event_id(where: _Where, branch: str | None, arrays: dict, paths: dict, n: i
     if branch is None:
         return np.arange(first, first + n)
     values = _per_event(where, arrays[paths[branch]], branch, first)
-    if values.dtype.kind not in "iub":
+    if values.dtype.kind not in "iu":
         values = _finite(where, values, np.ones(n), branch, first)
         odd = np.flatnonzero(values != np.round(values))
         if len(odd):
             raise where.error(f"event number {values[odd[0]]} is not an integer", branch, first + int(odd[0]))
+    if values.dtype.kind == "u":
+        huge = np.flatnonzero(values > np.iinfo(np.int64).max)
+        if len(huge):  # Events.event_id is int64: refuse rather than wrap to a negative number
+            raise where.error(f"event number {values[huge[0]]} does not fit a signed 64-bit integer", branch,
+                              first + int(huge[0]))
     return values.astype(np.int64)
 
 
@@ -546,7 +558,7 @@ def iter_delphes(path, chunk_size: int = 100_000, *, tree: str | None = None, bt
                  unit=None) -> Iterator[Events]:
     """Stream a Delphes ROOT file (de Favereau et al., JHEP 02 (2014) 057, arXiv:1307.6346) in chunks of
     ``chunk_size`` events, in GeV: the branches of :data:`DELPHES` in the tree ``tree`` (default
-    ``Delphes``), jets with bit ``btag_bit`` of ``Jet.BTag`` set as b-jets (see the module).
+    the file's Delphes tree, :func:`delphes_tree`: ``Delphes``, or the first with a ``Jet.PT`` branch), jets with bit ``btag_bit`` of ``Jet.BTag`` set as b-jets (see the module).
 
     The other keys of a mapping (``objects``, ``met``, ``weight``, ``event_id``, ``unit``) belong to the
     ``root-ntuple`` format: given a value here they raise ``ValueError``."""
@@ -557,7 +569,8 @@ def iter_delphes(path, chunk_size: int = 100_000, *, tree: str | None = None, bt
     def build(index, name, source):
         return delphes_mapping(index, name, btag_bit, source)
 
-    return _stream(path, tree or DELPHES["tree"], build, chunk_size, label, "delphes")
+    # no tree named: the one the format was recognised by (a Delphes tree under another name)
+    return _stream(path, tree or delphes_tree(path) or DELPHES["tree"], build, chunk_size, label, "delphes")
 
 
 def iter_root_ntuple(path, chunk_size: int = 100_000, *, label: int | None = None, **mapping) -> Iterator[Events]:
@@ -588,19 +601,25 @@ def is_root_name(path) -> bool:
     return Path(path).suffix.lower() == ".root"
 
 
-def is_delphes(path) -> bool:
-    """Whether ``path`` is a ``.root`` file holding a tree named ``Delphes`` or one with a ``Jet.PT``
-    branch (the sniff of the ``delphes`` format; never raises)."""
+def delphes_tree(path) -> str | None:
+    """The Delphes tree of a ``.root`` file: the tree named ``Delphes``, else the first tree with a
+    ``Jet.PT`` branch; None when there is none or the file cannot be read (never raises)."""
     if not is_root_name(path):
-        return False
+        return None
     try:
         with open_root(path) as handle:
             found = trees(handle)
             if DELPHES["tree"] in found:
-                return True
-            return any(DELPHES["objects"]["j"]["pt"] in branch_index(handle[name]) for name in found)
+                return DELPHES["tree"]
+            return next((name for name in found if DELPHES["objects"]["j"]["pt"] in branch_index(handle[name])), None)
     except Exception:  # noqa: BLE001 (a sniff must not raise: any unreadable file is simply not Delphes)
-        return False
+        return None
+
+
+def is_delphes(path) -> bool:
+    """Whether ``path`` is a ``.root`` file with a Delphes tree (:func:`delphes_tree`; the sniff of the
+    ``delphes`` format; never raises)."""
+    return delphes_tree(path) is not None
 
 
 def unrecognised(path) -> DataFormatError:
@@ -613,5 +632,5 @@ def unrecognised(path) -> DataFormatError:
 
 
 __all__ = ["TreeMapping", "ObjectBranches", "DELPHES", "parse_mapping", "delphes_mapping", "iter_root",
-           "iter_delphes", "iter_root_ntuple", "read_delphes", "read_root_ntuple", "is_delphes", "open_root",
+           "iter_delphes", "iter_root_ntuple", "read_delphes", "read_root_ntuple", "delphes_tree", "is_delphes", "open_root",
            "trees", "branch_index"]
