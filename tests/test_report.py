@@ -5,6 +5,7 @@ import re
 import numpy as np
 import pandas as pd
 import pytest
+import yaml
 
 from tfp_anomaly.cli import main
 from tfp_anomaly.report import ScoredRun, darkmachines_rows, read_published, versus_published
@@ -195,6 +196,24 @@ def test_runs_without_a_config_digest_stay_apart_and_alike_labels_get_the_run_na
     assert tables.flow_label("iaf, reverse, iaf, reverse, iaf, reverse, iaf") == "iaf*4+reverse*3"
 
 
+def test_only_distinct_seeds_scored_on_the_same_samples_are_grouped():
+    import dataclasses
+
+    from tfp_anomaly.report import tables
+
+    meta = {"type": "swae", "prior": "ring", "config_digest": "c0ffee", "background": "test split",
+            "files": {"qstar": ["q.csv"]}}
+    def run(name, seed, **changes):
+        return dataclasses.replace(_toy_run(name), meta={**meta, "seed": seed, **changes})
+
+    grouped = tables.seed_groups([run("s0", 0), run("s1", 1)])
+    assert [g["seeds"] for g in grouped.values()] == [[0, 1]]
+    for runs in ([run("a", 0), run("b", 0)],  # one seed twice: not a spread over seeds
+                 [run("a", 0), run("b", 1, files={"qstar": ["other.csv"]})],  # scored on other signal files
+                 [run("a", 0), run("b", 1, background=["independent.h5"])]):  # on another background
+        assert [len(g["runs"]) for g in tables.seed_groups(runs).values()] == [1, 1]
+
+
 @pytest.mark.parametrize("weighted", [False, True])
 def test_the_cut_keeps_the_stated_background_fraction(weighted):
     from tfp_anomaly.report import plots
@@ -294,3 +313,22 @@ def test_report_style_is_a_configuration_key_and_a_command_option():
     with pytest.raises(config_lib.ConfigError, match=r"report.style = 'root': expected one of plain, atlas, cms"):
         config_lib.check({"report": {"style": "root"}}, "test")
     assert build_parser().parse_args(["report", "r", "--out", "o", "--style", "atlas"]).style == "atlas"
+
+
+def test_the_report_command_draws_in_the_style_the_runs_name(tmp_path, capsys):
+    from tfp_anomaly.cli import _runs_style
+    from tfp_anomaly.evaluate import config_digest
+
+    def run_dir(name, style, seed=0):
+        path = tmp_path / name
+        path.mkdir()
+        config = {"data": {"background": "sample"}, "model": {"type": "swae", "latent_dim": 2},
+                  "training": {"seed": seed}, "report": {"style": style}}
+        (path / "config.yaml").write_text(yaml.safe_dump(config))
+        return path, config
+
+    (cms, a), (cms2, b), (atlas, _) = run_dir("a", "cms"), run_dir("b", "cms", seed=1), run_dir("c", "atlas")
+    assert _runs_style([cms, cms2]) == "cms"
+    assert _runs_style([cms, atlas]) == "plain" and "different report.style" in capsys.readouterr().err
+    b["report"]["style"] = "atlas"  # the style is not the model: seeds of one model whatever their styles
+    assert config_digest(a) == config_digest(b)

@@ -277,6 +277,24 @@ def cmd_export_hls(args) -> int:
     return 0
 
 
+def _runs_style(run_dirs) -> str:
+    """The ``report.style`` the runs' configurations name, when they agree; ``plain`` otherwise (said). A
+    run whose configuration cannot be read names none (loading its scores says what is wrong)."""
+    from .config import ConfigError
+    from .evaluate import read_run_config
+
+    styles = set()
+    for run_dir in run_dirs:
+        try:
+            styles.add(str((read_run_config(run_dir).get("report") or {}).get("style", "plain")))
+        except (OSError, ValueError, ConfigError):
+            continue
+    if len(styles) > 1:
+        print(f"the runs name different report.style values ({', '.join(sorted(styles))}): plain; "
+              "choose one with --style", file=sys.stderr)
+    return styles.pop() if len(styles) == 1 else "plain"
+
+
 def cmd_report(args) -> int:
     from .report import write_report
     from .report.tables import summary_text
@@ -287,10 +305,11 @@ def cmd_report(args) -> int:
     _output_dir(args.out)
     if args.published:
         _input_file(args.published, "--published")
-    lookup(args.style, "--style")  # before the runs are read
+    style = args.style or _runs_style(args.run_dirs)
+    lookup(style, "--style")  # before the runs are read
     runs = [RunDirectory(d).load_scores() for d in args.run_dirs]
     result = write_report(runs, args.out, published=args.published, channel=args.channel,
-                          bootstrap=args.bootstrap, style=args.style)
+                          bootstrap=args.bootstrap, style=style)
     print(summary_text(result["table"]))
     print(f"report: {Path(args.out) / 'report.html'} (and report.md, comparison.csv, darkmachines.csv)")
     return 0
@@ -421,8 +440,8 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("--published", default=None, help="published results CSV (Signal,Model,Chan,AUC,1e-2,1e-3,1e-4)")
     report.add_argument("--channel", default="sample", help="the Chan value of the Dark Machines rows")
     report.add_argument("--bootstrap", type=int, default=100, help="bootstrap resamples for the uncertainties")
-    report.add_argument("--style", default="plain", help="look of the figures: plain (default), atlas or cms "
-                        "(the mplhep styles; report.style of a configuration)")
+    report.add_argument("--style", default=None, help="look of the figures: plain, atlas or cms (the mplhep "
+                        "styles); default: the report.style the runs' configurations name (plain)")
     report.set_defaults(func=cmd_report)
 
     demo = commands.add_parser("demo", help="the main job: train, score and compare six models on the embedded sample")

@@ -37,8 +37,9 @@ def describe(model, config: dict, summary: dict) -> dict:
 
 
 #: configuration keys that do not make a run another model: its training seed (runs that differ in it
-#: alone are seeds of one model, aggregated by the report) and how training reports progress
-SEED_KEYS = (("training", "seed"), ("training", "verbose"), ("training", "tensorboard"))
+#: alone are seeds of one model, aggregated by the report), how training reports progress and the look
+#: of the report
+SEED_KEYS = (("training", "seed"), ("training", "verbose"), ("training", "tensorboard"), ("report", "style"))
 
 
 def config_digest(config: dict) -> str:

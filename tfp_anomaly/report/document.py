@@ -18,6 +18,7 @@ import datetime
 import html
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from .. import __version__
@@ -162,7 +163,9 @@ def _found(runs, summary) -> Part:
         return Part(heading, "No run carries physics observables (runs on feature tables, or scores written "
                              "before observables were kept), so there are no distributions to show.")
     threshold, passed = plots.cut_passes(run, row["score"], "background", FOUND_EFFICIENCY)
-    weighted = ", event-weighted" if run.weights else ""
+    weights = run.weights or {}
+    varied = any(len(w) and np.ptp(w) > 0 for w in weights.values())  # weights of 1 are no weighting
+    weighted = ", event-weighted" if varied else ""
     note = (f"The best score by mean AUC over the signals{'' if rank == 0 else ' among the runs with observables'}: "
             f"{row['model']}, {row['score']} (run {run.name}). Cut at ε_B = {FOUND_EFFICIENCY:g} on the background "
             f"scores{weighted}: score > {threshold:.4g}, {int(passed.sum()):,} of {len(passed):,} background events "

@@ -225,7 +225,9 @@ def glance_heatmap(summary, metrics=GLANCE_METRICS, scores=None):
                              wspace=0.06, hspace=0.25)
     for i, (column, label) in enumerate(metrics.items()):
         finite = summary[column].to_numpy(float)
-        limits = np.nanmin(finite), np.nanmax(finite)
+        low, high = np.nanmin(finite), np.nanmax(finite)
+        pad = 0.0 if high > low else max(abs(high) * 0.05, 1e-3)  # one value: a range around it, one colour
+        limits = low - pad, high + pad
         for j, signal in enumerate(signals):
             ax = fig.add_subplot(grid[i, j])
             _heatmap_panel(ax, summary[summary["signal"] == signal], column, models, scores, limits,

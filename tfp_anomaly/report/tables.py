@@ -157,20 +157,36 @@ def model_label(meta: dict) -> str:
 
 def seed_key(run) -> str:
     """What the runs that differ only by their training seed share: ``meta["config_digest"]`` (the digest
-    of the run configuration without ``training.seed``); a run without it is a group of its own."""
+    of the run configuration without ``training.seed``) and the samples they were scored on
+    (``meta["background"]``, ``meta["files"]``: a run scored on other files is another comparison); a run
+    without a digest is a group of its own."""
+    import hashlib
+    import json
+
     digest = run.meta.get("config_digest")
-    return f"config {digest}" if digest else f"run {run.name}"
+    if not digest:
+        return f"run {run.name}"
+    samples = json.dumps([run.meta.get("background"), run.meta.get("files")], sort_keys=True, default=str)
+    return f"config {digest} samples {hashlib.sha256(samples.encode()).hexdigest()[:12]}"
 
 
 def seed_groups(runs) -> dict[str, dict]:
     """``{key: {"label", "runs", "seeds"}}`` of the runs grouped by :func:`seed_key`, in order of first
-    appearance; each group's runs sorted by ``meta["seed"]`` (None last). The label is
-    :func:`model_label` of the first run, with that run's name added where two groups would share it."""
-    groups: dict[str, dict] = {}
+    appearance; each group's runs sorted by ``meta["seed"]`` (None last). Only distinct seeds make a group:
+    where a seed repeats (one run scored twice, a copy) or is unknown, each run of the key stays a group of
+    its own, not a ± over seeds. The label is :func:`model_label` of the first run, with that run's name
+    added where two groups would share it."""
+    keyed: dict[str, list] = {}
     for run in runs:
-        groups.setdefault(seed_key(run), {"runs": []})["runs"].append(run)
+        keyed.setdefault(seed_key(run), []).append(run)
+    groups: dict[str, dict] = {}
+    for key, members in keyed.items():
+        seeds = [r.meta.get("seed") for r in members]
+        if len(members) > 1 and (None in seeds or len(set(seeds)) < len(seeds)):
+            groups.update({f"{key} run {r.name}": {"runs": [r]} for r in members})
+        else:
+            groups[key] = {"runs": sorted(members, key=lambda r: r.meta.get("seed") or 0)}
     for group in groups.values():
-        group["runs"].sort(key=lambda r: (r.meta.get("seed") is None, r.meta.get("seed") or 0))
         group["seeds"] = [r.meta.get("seed") for r in group["runs"]]
         group["label"] = model_label(group["runs"][0].meta)
     labels = [g["label"] for g in groups.values()]
