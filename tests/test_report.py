@@ -332,3 +332,17 @@ def test_the_report_command_draws_in_the_style_the_runs_name(tmp_path, capsys):
     assert _runs_style([cms, atlas]) == "plain" and "different report.style" in capsys.readouterr().err
     b["report"]["style"] = "atlas"  # the style is not the model: seeds of one model whatever their styles
     assert config_digest(a) == config_digest(b)
+
+
+def test_the_first_screen_shows_each_models_best_score_and_the_next_best():
+    import pandas as pd
+
+    from tfp_anomaly.report import tables
+
+    auc = {("g0", "a"): 0.60, ("g0", "b"): 0.91, ("g0", "c"): 0.70, ("g0", "d"): 0.65,
+           ("g1", "a"): 0.80, ("g1", "b"): 0.50, ("g1", "c"): 0.75, ("g1", "d"): 0.85}
+    summary = pd.DataFrame([{"group": g, "score": m, "signal": tables.SIGNAL_MEAN, "AUC": v} for (g, m), v in auc.items()]
+                           + [{"group": "g0", "score": "a", "signal": "qstar", "AUC": 0.99}])  # per signal: ignored
+    assert tables.glance_scores(summary, limit=3) == ["b", "d", "a"]  # g0's best b, g1's best d, then a (0.80)
+    assert tables.glance_scores(summary, limit=1) == ["b", "d"]  # every model's best stays
+    assert tables.glance_scores(summary, limit=10) == ["b", "d", "a", "c"]

@@ -90,6 +90,12 @@ def test_no_weights_and_all_ones_weights_give_identical_figures():
                                         signal_weights=np.ones(len(s)))
     assert not plain["weighted"] and ones["weighted"]
     assert {k: v for k, v in plain.items() if k != "weighted"} == {k: v for k, v in ones.items() if k != "weighted"}
+    # the weighted resampling itself (which equal weights skip) gives the unweighted spreads
+    eps = np.array(metrics.BACKGROUND_EFFICIENCIES)
+    unweighted, weighted = (metrics._bootstrap(b, s, eps, 20, 7, *w) for w in ((None, None),
+                                                                               (np.ones(len(b)), np.ones(len(s)))))
+    np.testing.assert_allclose(weighted[0], unweighted[0], rtol=1e-12)
+    np.testing.assert_array_equal(weighted[1], unweighted[1])
     assert plain["AUC_err"] > 0 and plain["low_stats@1e-4"]
     rng = np.random.default_rng(6)
     for n in (1, 2, 10, 999, 1000, 1001, 10_001):

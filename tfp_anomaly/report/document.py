@@ -18,7 +18,6 @@ import datetime
 import html
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 
 from .. import __version__
@@ -112,8 +111,9 @@ def _figures(runs, summary) -> list[Part]:
     """The figure parts of the page, in order: the first screen, ROC curves, what the best score
     finds, the figures of each model, the training curves."""
     methods = list(dict.fromkeys(m for run in runs for m in run.methods))
-    heatmap = plots.glance_heatmap(summary, scores=methods)
-    parts = [Part("", _glance_note(summary), {"heatmap.png": plots.png(heatmap, dpi=100)}),
+    shown = tables.glance_scores(summary)
+    heatmap = plots.glance_heatmap(summary, scores=[m for m in methods if m in shown])
+    parts = [Part("", _glance_note(summary, len(shown), len(methods)), {"heatmap.png": plots.png(heatmap, dpi=100)}),
              Part("ROC curves", _roc_note(summary), {"roc_best.png": plots.png(plots.roc_best(runs, summary))}),
              _found(runs, summary), _per_model(runs)]
     curves = plots.training_curves(runs)
@@ -132,7 +132,7 @@ def _over_seeds(value: float, std: float, n_seeds: int, digits: int = 3) -> str:
     return f"{value:.{digits}f}" + (f" ± {std:.{digits}f} over {n_seeds} seeds" if n_seeds > 1 else "")
 
 
-def _glance_note(summary) -> str:
+def _glance_note(summary, shown: int, scores: int) -> str:
     best = tables.best_overall(summary).iloc[0]
     seeds = int(summary["n_seeds"].max())
     note = (f"Best over all signals: {best['model']} with the {best['score']} score, mean AUC "
@@ -140,6 +140,9 @@ def _glance_note(summary) -> str:
             f"{_over_seeds(best['eff@1e-3'], best['eff@1e-3_std'], int(best['n_seeds']))} at ε_B = 1e-3. ")
     note += ("Cells: mean over seeds, ± the standard deviation over seeds (runs that differ only by "
              "training.seed); " if seeds > 1 else "Cells: one run per model; ")
+    if shown < scores:
+        note += (f"Columns: {shown} of the {scores} scores, each model's best by mean AUC and the next best (every "
+                 "score is in the tables at the end); ")
     return note + "black box: best model for each score; red box: best cell of the panel; grey: score not computed."
 
 
@@ -163,9 +166,7 @@ def _found(runs, summary) -> Part:
         return Part(heading, "No run carries physics observables (runs on feature tables, or scores written "
                              "before observables were kept), so there are no distributions to show.")
     threshold, passed = plots.cut_passes(run, row["score"], "background", FOUND_EFFICIENCY)
-    weights = run.weights or {}
-    varied = any(len(w) and np.ptp(w) > 0 for w in weights.values())  # weights of 1 are no weighting
-    weighted = ", event-weighted" if varied else ""
+    weighted = ", event-weighted" if plots._weighted(run) else ""  # weights of 1 are no weighting
     note = (f"The best score by mean AUC over the signals{'' if rank == 0 else ' among the runs with observables'}: "
             f"{row['model']}, {row['score']} (run {run.name}). Cut at ε_B = {FOUND_EFFICIENCY:g} on the background "
             f"scores{weighted}: score > {threshold:.4g}, {int(passed.sum()):,} of {len(passed):,} background events "
@@ -220,8 +221,10 @@ def _table_note(table, eff, seeded: bool) -> str:
     note = (f"Background test events: {n_background:,}. ε_S at ε_B from the interpolated ROC; ± are standard "
             "deviations over bootstrap resamples" + (", or over seeds where a model has several" if seeded else "")
             + f". SIC = ε_S/√ε_B. Rows '{tables.SIGNAL_MEAN}' average each run's figures over its signals.")
-    if "weighted" in table and table["weighted"].any():
-        which = "every row" if table["weighted"].all() else "the rows marked weighted in comparison.csv"
+    # weights that weigh: equal weights (a weighted format's 1s) leave N_eff = N and every figure as it was
+    weighing = table["weighted"] & (table["n_eff_background"] < table["n_background"]) if "weighted" in table else None
+    if weighing is not None and weighing.any():
+        which = "every row" if weighing.all() else "the rows marked weighted in comparison.csv"
         note += (f" Event-weighted figures for {which}: ε_B and ε_S are fractions of the summed event weights; "
                  "low statistics count the effective (Kish) background events (Σw)²/Σw².")
     if low:

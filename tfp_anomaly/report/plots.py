@@ -46,7 +46,9 @@ def png(figure, dpi: int = 90) -> bytes:
 
 
 def _weighted(run) -> bool:
-    return bool(getattr(run, "weights", None))
+    """Whether ``run`` has event weights that weigh: equal weights (a weighted format's 1s) are no weighting."""
+    weights = getattr(run, "weights", None) or {}
+    return any(len(w) and np.ptp(w) > 0 for w in weights.values())
 
 
 def rejection(fpr, tpr) -> tuple[np.ndarray, np.ndarray]:

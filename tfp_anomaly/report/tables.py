@@ -246,6 +246,21 @@ def over_seeds(table: pd.DataFrame, runs) -> pd.DataFrame:
                            kind="stable").reset_index(drop=True)
 
 
+#: scoring methods shown on the report's first screen (more when the models' best scores need more)
+GLANCE_SCORES = 6
+
+
+def glance_scores(summary: pd.DataFrame, limit: int = GLANCE_SCORES) -> list[str]:
+    """The scoring methods of the first screen, best first: each model's best score by mean AUC over the
+    signals, then the others by their best mean AUC over the models, ``limit`` in all (or as many as the
+    models' best scores take). ``summary``: :func:`over_seeds` of a table :func:`with_signal_mean`."""
+    mean = summary[summary["signal"] == SIGNAL_MEAN]
+    by_model = mean.loc[mean.groupby("group", sort=False)["AUC"].idxmax(), "score"]
+    ranked = mean.groupby("score")["AUC"].max().sort_values(ascending=False, kind="stable").index
+    chosen = list(dict.fromkeys(s for s in ranked if s in set(by_model)))
+    return chosen + [s for s in ranked if s not in chosen][:max(0, limit - len(chosen))]
+
+
 def best_overall(summary: pd.DataFrame) -> pd.DataFrame:
     """The rows of :data:`SIGNAL_MEAN` of :func:`over_seeds` (of a table :func:`with_signal_mean`),
     sorted by mean AUC, best first: which model and score work best over all signals."""
