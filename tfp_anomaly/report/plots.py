@@ -226,7 +226,7 @@ def glance_heatmap(summary, metrics=GLANCE_METRICS, scores=None):
     grid = gridspec.GridSpec(len(metrics), len(signals) + 1, figure=fig, width_ratios=[1] * len(signals) + [0.06],
                              wspace=0.06, hspace=0.25)
     for i, (column, label) in enumerate(metrics.items()):
-        finite = summary[column].to_numpy(float)
+        finite = summary.loc[summary["score"].isin(scores), column].to_numpy(float)  # the shown cells
         low, high = np.nanmin(finite), np.nanmax(finite)
         pad = 0.0 if high > low else max(abs(high) * 0.05, 1e-3)  # one value: a range around it, one colour
         limits = low - pad, high + pad
