@@ -6,6 +6,8 @@ real challenge file in ../shared/data, then times, best of ``--repeat``:
 * streaming the CSV with ``iter_darkmachines`` (target: >= 100,000 events/s on one core);
 * ``tfp-anomaly data convert``'s work (parse + write the cache);
 * reading the cache back whole and streaming it (target: >= 10x the CSV rate);
+* streaming the same events from a ROOT file of the Delphes layout (``iter_delphes``, uproot), written
+  from them first (jets with their mass and b-tag bit, leptons by charge, photons, MET);
 * peak resident memory of a separate process that streams the CSV (bounded by the chunk size,
   not the file size).
 
@@ -21,12 +23,15 @@ import sys
 import tempfile
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 from _common import best_of, machine, write_section  # noqa: E402
-from tfp_anomaly.data import iter_cache, iter_darkmachines, read_cache, write_cache  # noqa: E402
+from tfp_anomaly.data import (iter_cache, iter_darkmachines, iter_delphes, objects, read_cache,  # noqa: E402
+                              write_cache)
+from tfp_anomaly.data.representation import object_mass  # noqa: E402
 
 DEFAULT_SOURCE = ROOT.parent / "shared" / "data" / "darkmachines" / "monojet_Zp2000.0_DM_50.0_chan3.csv"
 MARK = "<!-- parse_rate -->"
@@ -38,6 +43,52 @@ def make_file(source: Path, n: int, seed: int, out: Path) -> Path:
     with out.open("w") as handle:
         for start in range(0, n, 100_000):
             handle.writelines(rng.choices(lines, k=min(100_000, n - start)))
+    return out
+
+
+#: Delphes class -> the object codes it holds
+DELPHES_CLASSES = {"Jet": ("j", "b"), "Electron": ("e-", "e+"), "Muon": ("m-", "m+"), "Photon": ("g",)}
+
+
+def _delphes_branches(events) -> dict:
+    """The branches of a Delphes tree holding ``events`` (GeV): per class PT, Eta, Phi and Jet.Mass,
+    Jet.BTag (bit 0: b), Electron/Muon.Charge, Photon.E; MissingET.MET/Phi and Event.Number, one per event."""
+    import awkward as ak
+
+    index, out = events.event_index, {}
+    for name, codes in DELPHES_CLASSES.items():
+        hit = np.isin(events.obj_type, [objects.type_id(c) for c in codes])
+        counts = np.bincount(index[hit], minlength=len(events))
+        columns = {"PT": events.obj_pt[hit], "Eta": events.obj_eta[hit], "Phi": events.obj_phi[hit]}
+        if name == "Jet":
+            columns["Mass"] = object_mass(events.obj_e[hit], columns["PT"], columns["Eta"], columns["Phi"]).astype(np.float32)
+            columns["BTag"] = (events.obj_type[hit] == objects.type_id("b")).astype(np.uint32)
+        elif name == "Photon":
+            columns["E"] = events.obj_e[hit]
+        else:
+            columns["Charge"] = np.where(np.isin(events.obj_type[hit], [objects.type_id(c) for c in ("e-", "m-")]),
+                                         -1, 1).astype(np.int32)
+        out.update({f"{name}.{member}": ak.unflatten(values, counts) for member, values in columns.items()})
+    one = np.ones(len(events), np.int64)
+    out.update({"MissingET.MET": ak.unflatten(events.met, one), "MissingET.Phi": ak.unflatten(events.met_phi, one),
+                "Event.Number": ak.unflatten(events.event_id, one)})
+    return out
+
+
+def make_delphes(csv: Path, out: Path, chunk_size: int) -> Path:
+    """A ROOT file of the Delphes layout (tree ``Delphes``, split branches counted by ``Class_size``)
+    holding the events of ``csv``, written chunk by chunk with uproot."""
+    import awkward as ak
+    import uproot
+
+    with uproot.recreate(out) as handle:
+        tree = None
+        for chunk in iter_darkmachines(csv, chunk_size=chunk_size, unit="GeV"):
+            branches = _delphes_branches(chunk)
+            if tree is None:
+                types = {k: f"var * {ak.type(v).content.content}" for k, v in branches.items()}
+                tree = handle.mktree("Delphes", types, counter_name=lambda b: b.split(".")[0] + "_size")
+            tree.extend(branches)
     return out
 
 
@@ -70,6 +121,9 @@ def run(args) -> pd.DataFrame:
         rows.append(("cache read whole (read_cache)", best_of(args.repeat, lambda: read_cache(cache))))
         rows.append(("cache stream (iter_cache, 1M chunks)",
                      best_of(args.repeat, lambda: sum(len(c) for c in iter_cache(cache)))))
+        root = make_delphes(csv, Path(tmp) / "events.root", args.chunk_size)
+        rows.append(("Delphes ROOT stream (iter_delphes, uproot)",
+                     best_of(args.repeat, lambda: sum(len(c) for c in iter_delphes(root, chunk_size=args.chunk_size)))))
         base, peak = peak_rss_streaming(csv, args.chunk_size)
     table = pd.DataFrame(rows, columns=["stage", "seconds"])
     table["events/s"] = args.events / table["seconds"]
