@@ -144,6 +144,8 @@ def to_markdown(table: pd.DataFrame, args) -> str:
         lines.append(f"| {r['stage']} | {r['seconds']:.3f} | {r['events/s']:,.0f} | {r['vs CSV']:.1f}x |")
     lines += ["", f"Peak resident memory of a process streaming the whole CSV: {a['rss_peak']:.0f} MiB "
                   f"({a['rss_base']:.0f} MiB of it is the interpreter with NumPy/pandas before reading).",
+              "The Delphes row streams the same events from a ROOT file of the Delphes layout written from them "
+              "(split branches `Jet.PT`, ..., `MissingET.MET`; uproot); its conversion to Events is vectorised.",
               "Targets: CSV >= 100,000 events/s on one core; cache read >= 10x the CSV.", MARK]
     return "\n".join(lines)
 
