@@ -11,13 +11,13 @@ N_BACKGROUND, N_SIGNAL = 20_000, 2_000
 def observables(rng, n: int, shift: float) -> dict:
     """HT, MET, m_jj (GeV-like, exponential tails) and jet / b-jet multiplicities."""
     return {"HT": 200.0 + rng.exponential(150.0 * (1 + shift), n), "MET": rng.exponential(40.0 * (1 + shift), n),
-            "m_jj": rng.normal(300.0 + 200.0 * shift, 80.0, n), "n_j": rng.poisson(2.0 + 2 * shift, n).astype(float),
+            "m_jj": rng.normal(300.0 + 200.0 * shift, 80.0, n), "n_jets": rng.poisson(2.0 + 2 * shift, n).astype(float),
             "n_b": rng.poisson(0.3 + shift, n).astype(float)}
 
 
 def scores(rng, obs: dict, methods: dict) -> dict:
     """Each method a noisy function of the observables, its noise level ``methods[name]``."""
-    base = np.log(obs["HT"]) + 0.01 * obs["MET"] + 0.2 * obs["n_j"]
+    base = np.log(obs["HT"]) + 0.01 * obs["MET"] + 0.2 * obs["n_jets"]
     return {m: base + rng.normal(0.0, noise, len(base)) for m, noise in methods.items()}
 
 

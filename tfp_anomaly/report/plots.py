@@ -292,9 +292,12 @@ def _cell_text(value: float, std: float, digits: int = 2) -> str:
 
 # --------------------------------------------------------------------------- what did it find?
 
-#: axis labels of the observables a scored run may carry (``ScoredRun.observables``); others by name
-OBSERVABLE_LABELS = {"HT": r"$H_T$", "MET": r"$E_T^{miss}$", "m_jj": r"$m_{jj}$", "n_j": "number of jets",
-                     "n_b": "number of b-jets", "n_lep": "number of leptons", "n_g": "number of photons"}
+#: axis labels of the observables a scored run may carry (``ScoredRun.observables``, energies in GeV:
+#: scoring stores them so, :func:`tfp_anomaly.data.observables.compute`); others by name
+OBSERVABLE_LABELS = {"HT": r"$H_T$ [GeV]", "MET": r"$E_T^{miss}$ [GeV]", "m_eff": r"$m_{eff}$ [GeV]",
+                     "m_jj": r"$m_{jj}$ [GeV]", "n_jets": "number of jets", "n_b": "number of b-jets",
+                     "n_e": "number of electrons", "n_mu": "number of muons", "n_lep": "number of leptons",
+                     "n_g": "number of photons", "n_objects": "number of objects"}
 #: an observable whose finite values are whole numbers spanning at most this many is a multiplicity:
 #: one bin per integer
 MAX_INTEGER_BINS = 40
