@@ -267,3 +267,15 @@ def test_a_flat_run_scores_an_independent_event_file(tmp_path):
     background = str(sample_files()["qstar"])
     assert main(["score", str(run), "--no-progress", "--max-signal-events", "30", "--methods", "mse",
                  "--background", background]) == 0
+
+
+def test_a_limited_signal_given_as_events_keeps_its_observables():
+    from tfp_anomaly.evaluate import _as_part, _limited
+
+    config = config_lib.load_config(CONFIGS / "convvae.yaml")
+    events = load_sample()[:50]
+    part = _limited(_as_part(config, events), 20)
+    chunk = next(part.chunks())
+    assert len(chunk.event_id) == 20
+    for name, values in compute(events[:20]).items():
+        np.testing.assert_array_equal(chunk.observables[name], values)

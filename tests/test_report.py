@@ -346,3 +346,30 @@ def test_the_first_screen_shows_each_models_best_score_and_the_next_best():
     assert tables.glance_scores(summary, limit=3) == ["b", "d", "a"]  # g0's best b, g1's best d, then a (0.80)
     assert tables.glance_scores(summary, limit=1) == ["b", "d"]  # every model's best stays
     assert tables.glance_scores(summary, limit=10) == ["b", "d", "a", "c"]
+
+
+def test_a_background_without_observables_gives_the_note_not_a_crash(tmp_path):
+    import dataclasses
+    import warnings
+
+    from tfp_anomaly.report import write_report
+
+    run = demo_like_runs(n_background=1500, n_signal=200)[0]
+    run = dataclasses.replace(run, observables={s: v for s, v in run.observables.items() if s != "background"})
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        write_report([run], tmp_path, bootstrap=0)
+    assert "No run carries physics observables" in (tmp_path / "report.html").read_text()
+    assert not list(tmp_path.glob("observables_*.png"))
+
+
+def test_equal_weights_are_exactly_n_effective_events_and_no_weighting_in_the_note():
+    from tfp_anomaly.report import metrics
+
+    for n, w in ((600, 0.021), (10_000, 0.021), (37, 3.3)):
+        assert metrics.effective_events(np.full(n, w)) == n  # the sums alone give N(1 - 1e-16) here
+    rng = np.random.default_rng(3)
+    b, s = rng.normal(size=10_000), rng.normal(1, 1, 500)
+    row = metrics.figures_of_merit(b, s, bootstrap=0, warn=False, background_weights=np.full(10_000, 0.021),
+                                   signal_weights=np.full(500, 0.021))
+    assert row["n_eff_background"] == 10_000 and not row["low_stats@1e-3"]

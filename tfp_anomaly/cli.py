@@ -279,7 +279,7 @@ def cmd_export_hls(args) -> int:
 
 def _runs_style(run_dirs) -> str:
     """The ``report.style`` the runs' configurations name, when they agree; ``plain`` otherwise (said). A
-    run whose configuration cannot be read names none (loading its scores says what is wrong)."""
+    run whose configuration cannot be read names none (said on stderr; its scores may still load)."""
     from .config import ConfigError
     from .evaluate import read_run_config
 
@@ -287,8 +287,11 @@ def _runs_style(run_dirs) -> str:
     for run_dir in run_dirs:
         try:
             styles.add(str((read_run_config(run_dir).get("report") or {}).get("style", "plain")))
-        except (OSError, ValueError, ConfigError):
+        except FileNotFoundError:  # not a run directory: loading its scores says so, in one line
             continue
+        except (OSError, ValueError, ConfigError) as error:
+            print(f"{run_dir}: its configuration names no report style ({' '.join(str(error).split())[:200]}); "
+                  "drawn as the others", file=sys.stderr)
     if len(styles) > 1:
         print(f"the runs name different report.style values ({', '.join(sorted(styles))}): plain; "
               "choose one with --style", file=sys.stderr)

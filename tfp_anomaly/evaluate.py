@@ -306,8 +306,9 @@ def _limited(part, limit: int):
 
     if isinstance(part, Memory):
         index = slice(0, min(part.n_events, int(limit)))
+        observables = None if part.observables is None else {k: v[index] for k, v in part.observables.items()}
         return Memory(arrays.take(part.inputs, index), None if part.weights is None else part.weights[index],
-                      part.event_id[index], part.file[index])
+                      part.event_id[index], part.file[index], observables)
     part.n_events = min(part.n_events, int(limit))
     return part
 

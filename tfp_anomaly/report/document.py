@@ -160,7 +160,7 @@ def _found(runs, summary) -> Part:
     ranked = tables.best_overall(summary)
     for rank, row in ranked.iterrows():
         run = groups[row["group"]]["runs"][0]
-        if run.observables:
+        if _shared_observables(run):
             break
     else:
         return Part(heading, "No run carries physics observables (runs on feature tables, or scores written "
@@ -173,8 +173,15 @@ def _found(runs, summary) -> Part:
             "above it. Normalised distributions before (dashed) and after (solid) the cut.")
     figures = {f"observables_{k}_{_slug(signal)}.png": plots.png(plots.observables_at_cut(run, row["score"], signal,
                                                                                             FOUND_EFFICIENCY))
-               for k, signal in enumerate(run.signals) if signal in run.observables}
+               for k, signal in enumerate(run.signals) if signal in _shared_observables(run)}
     return Part(heading, note, figures)
+
+
+def _shared_observables(run) -> list[str]:
+    """The signals of ``run`` whose observables can be drawn against the background's: both samples carry
+    at least one observable of one name (a background given as model input carries none)."""
+    background = set(run.observables.get("background", {}))
+    return [s for s in run.signals if background & set(run.observables.get(s, {}))]
 
 
 def _per_model(runs) -> Part:

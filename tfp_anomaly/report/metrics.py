@@ -130,6 +130,8 @@ def effective_events(weights) -> float:
     """Kish's effective number of events (Σ w)² / Σ w²: the N of unweighted events whose mean has
     the variance of the weighted mean; N for N equal weights."""
     w = np.asarray(weights, np.float64)
+    if len(w) and np.ptp(w) == 0:  # exactly N: the sums' rounding gives N(1 − 1e-16) for some equal weights
+        return float(len(w))
     return float(w.sum() ** 2 / np.sum(w * w))
 
 
