@@ -368,6 +368,7 @@ def test_equal_weights_are_exactly_n_effective_events_and_no_weighting_in_the_no
 
     for n, w in ((600, 0.021), (10_000, 0.021), (37, 3.3)):
         assert metrics.effective_events(np.full(n, w)) == n  # the sums alone give N(1 - 1e-16) here
+    assert not metrics.weighs(None) and not metrics.weighs(np.full(5, 0.3)) and metrics.weighs([1.0, 1.5])
     rng = np.random.default_rng(3)
     b, s = rng.normal(size=10_000), rng.normal(1, 1, 500)
     row = metrics.figures_of_merit(b, s, bootstrap=0, warn=False, background_weights=np.full(10_000, 0.021),

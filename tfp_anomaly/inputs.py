@@ -590,12 +590,13 @@ def prepare_data(config: dict) -> Prepared:
         background, dropped = encoding.model_input(table, with_counts=True)
         report.update(dropped)
         split = Split.from_codes(codes[kept])
-        parts = {name: arrays.take(background, index) for name, index in split.parts().items()}
-        weights = {name: table.weight[index] for name, index in split.parts().items()} if data.get("weights") else None
+        indices = split.parts()
+        parts = {name: arrays.take(background, index) for name, index in indices.items()}
+        weights = {name: table.weight[index] for name, index in indices.items()} if data.get("weights") else None
         file_numbers = files.file_of(kept)
-        ids = {name: (table.event_id[index], file_numbers[index]) for name, index in split.parts().items()}
+        ids = {name: (table.event_id[index], file_numbers[index]) for name, index in indices.items()}
         fit_input = arrays.take(background, np.searchsorted(kept, fit))
-        test_observables = compute_observables(table[split.parts()["test"]])
+        test_observables = compute_observables(table[indices["test"]])
     report["split"] = counts["split"]
     scaler = _fitted_scaler(config, fit_input, encoding.columns, encoding.log_columns, encoding.kind == "grid")
     return Prepared(parts, encoding.shape, scaler, split, report, fit_input, weights, ids,

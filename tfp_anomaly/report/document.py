@@ -166,7 +166,7 @@ def _found(runs, summary) -> Part:
         return Part(heading, "No run carries physics observables (runs on feature tables, or scores written "
                              "before observables were kept), so there are no distributions to show.")
     threshold, passed = plots.cut_passes(run, row["score"], "background", FOUND_EFFICIENCY)
-    weighted = ", event-weighted" if plots._weighted(run) else ""  # weights of 1 are no weighting
+    weighted = ", event-weighted" if tables.run_weighs(run) else ""  # equal weights are no weighting
     note = (f"The best score by mean AUC over the signals{'' if rank == 0 else ' among the runs with observables'}: "
             f"{row['model']}, {row['score']} (run {run.name}). Cut at ε_B = {FOUND_EFFICIENCY:g} on the background "
             f"scores{weighted}: score > {threshold:.4g}, {int(passed.sum()):,} of {len(passed):,} background events "

@@ -126,11 +126,17 @@ def rank_auc(background_scores, signal_scores, background_weights=None, signal_w
     return float(np.sum(at_s * (below + 0.5 * at_b)) / (at_b.sum() * at_s.sum()))
 
 
+def weighs(weights) -> bool:
+    """Whether ``weights`` change any figure: given and not all equal. Equal weights (a weighted format's
+    1s, or σ/N of one process) cancel in every fraction, so they are no weighting."""
+    return weights is not None and len(weights) > 0 and bool(np.ptp(np.asarray(weights, np.float64)) > 0)
+
+
 def effective_events(weights) -> float:
     """Kish's effective number of events (Σ w)² / Σ w²: the N of unweighted events whose mean has
     the variance of the weighted mean; N for N equal weights."""
     w = np.asarray(weights, np.float64)
-    if len(w) and np.ptp(w) == 0:  # exactly N: the sums' rounding gives N(1 − 1e-16) for some equal weights
+    if not weighs(w):  # exactly N: the sums' rounding gives N(1 − 1e-16) for some equal weights
         return float(len(w))
     return float(w.sum() ** 2 / np.sum(w * w))
 
@@ -183,7 +189,7 @@ def figures_of_merit(background_scores, signal_scores, efficiencies=BACKGROUND_E
            "weighted": is_weighted}
     # equal weights on each side cancel in every fraction: the unweighted resampling gives the same spreads
     # (tests/test_weights.py) in a fraction of the time
-    equal = all(w is None or np.ptp(w) == 0 for w in (wb, ws))
+    equal = not (weighs(wb) or weighs(ws))
     samples_auc, samples_eff = _bootstrap(b, s, eps, bootstrap, seed, *((None, None) if equal else (wb, ws)))
     row["AUC_err"] = float(np.std(samples_auc)) if bootstrap else float("nan")
     counted = "effective (Kish) background events" if wb is not None else "background test events"

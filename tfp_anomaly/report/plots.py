@@ -13,7 +13,7 @@ import io
 import numpy as np
 
 from .metrics import BACKGROUND_EFFICIENCIES, roc
-from .tables import event_weights
+from .tables import event_weights, run_weighs
 
 #: rows drawn per sample in the latent pair plots, and latent dimensions shown
 PAIRPLOT_ROWS, PAIRPLOT_DIMS = 1000, 4
@@ -43,12 +43,6 @@ def png(figure, dpi: int = 90) -> bytes:
     figure.savefig(buffer, format="png", dpi=dpi, bbox_inches="tight")
     _plt().close(figure)
     return buffer.getvalue()
-
-
-def _weighted(run) -> bool:
-    """Whether ``run`` has event weights that weigh: equal weights (a weighted format's 1s) are no weighting."""
-    weights = getattr(run, "weights", None) or {}
-    return any(len(w) and np.ptp(w) > 0 for w in weights.values())
 
 
 def rejection(fpr, tpr) -> tuple[np.ndarray, np.ndarray]:
@@ -108,7 +102,7 @@ def roc_best(runs, summary, signals=None):
 
 def _roc_label(group, best, run) -> str:
     spread = f" ± {best['AUC_std']:.3f}, {int(best['n_seeds'])} seeds" if best["n_seeds"] > 1 else ""
-    return f"{group['label']}: {best['score']} (AUC {best['AUC']:.3f}{spread})" + (" (w)" if _weighted(run) else "")
+    return f"{group['label']}: {best['score']} (AUC {best['AUC']:.3f}{spread})" + (" (w)" if run_weighs(run) else "")
 
 
 def roc_by_method(run, signals=None):
@@ -123,7 +117,7 @@ def roc_by_method(run, signals=None):
                            event_weights(run, "background"), event_weights(run, signal))
             ax.plot(*rejection(fpr, tpr), lw=1.2, label=method)
         _roc_axes(ax)
-        ax.set_title(f"{run.name}: {signal}" + (" (weighted)" if _weighted(run) else ""), fontsize=9)
+        ax.set_title(f"{run.name}: {signal}" + (" (weighted)" if run_weighs(run) else ""), fontsize=9)
     axes[0][-1].legend(fontsize=6, loc="upper right")
     fig.tight_layout()
     return fig
@@ -146,7 +140,7 @@ def score_histograms(run, methods=None):
         ax.set_yscale("log")
         ax.set_title(method, fontsize=9)
     axes[0].legend(fontsize=7)
-    weighted = ", event-weighted" if _weighted(run) else ""
+    weighted = ", event-weighted" if run_weighs(run) else ""
     fig.suptitle(f"{run.name}: scores (higher = more anomalous{weighted})", fontsize=10)
     fig.tight_layout()
     return fig

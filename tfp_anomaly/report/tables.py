@@ -23,6 +23,13 @@ def event_weights(run, sample: str):
     return (getattr(run, "weights", None) or {}).get(sample)
 
 
+def run_weighs(run) -> bool:
+    """Whether a scored run's event weights change its figures (:func:`~.metrics.weighs` of any sample)."""
+    from .metrics import weighs
+
+    return any(weighs(w) for w in (getattr(run, "weights", None) or {}).values())
+
+
 def comparison_table(runs, efficiencies=BACKGROUND_EFFICIENCIES, bootstrap: int = 100, seed: int = 0) -> pd.DataFrame:
     """One row per (run, scoring method, signal) with :func:`figures_of_merit`; sorted by signal, then
     AUC (best first). A run with event weights (``run.weights``: ``{"background": (N_B,), signal:
