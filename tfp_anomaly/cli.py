@@ -359,7 +359,8 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--on-error", choices=["raise", "skip"], default="raise",
                        help="malformed CSV lines: stop with an error (default) or skip and count them")
         p.add_argument("--chunk-size", type=int, default=100_000, help="events per chunk (bounds memory)")
-        p.add_argument("--tree", default=None, help="ROOT files: the tree to read (Delphes: default 'Delphes')")
+        p.add_argument("--tree", default=None, help="ROOT files: the tree to read (Delphes: default 'Delphes', "
+                       "else the first tree with a Jet.PT branch)")
         p.add_argument("--btag-bit", type=int, default=None, metavar="B",
                        help="ROOT files: the bit of the b-tag branch (Delphes Jet.BTag) that makes a jet a b-jet "
                             "(default 0)")
