@@ -16,6 +16,7 @@ from typing import Callable
 
 import tensorflow as tf
 
+from . import seeds
 from .registry import Registry
 
 
@@ -332,7 +333,7 @@ def diagonal_gaussian_log_prob(z, mu, log_var):
 def random_directions(num_projections: int, dim: int, seed) -> tf.Tensor:
     """``num_projections`` unit vectors uniform on S^{dim−1} (normalised Gaussians), (dim, L); ``seed``
     is a stateless seed (shape (2,))."""
-    theta = tf.random.stateless_normal((dim, num_projections), seed)
+    theta = seeds.normal((dim, num_projections), seed)
     return theta / tf.norm(theta, axis=0, keepdims=True)
 
 

@@ -26,7 +26,8 @@ import tensorflow as tf
 
 from ..config import ConfigError
 from ..registry import Registry
-from ..seeds import draw_counter, next_seed
+from ..seeds import draw_counter, next_seed, uniform
+from .convolutions import Conv2DTranspose
 
 #: the arguments :func:`build_networks` fills itself: not options of ``model.network``
 FILLED = ("input_shape", "latent_dim", "params_per_feature")
@@ -146,7 +147,7 @@ class SeededDropout(keras.layers.Layer):
     def call(self, x, training=None):
         if not training or self.rate <= 0:
             return x
-        keep = tf.random.stateless_uniform(tf.shape(x), next_seed(self.seed, self.calls)) >= self.rate
+        keep = uniform(tf.shape(x), next_seed(self.seed, self.calls)) >= self.rate
         return tf.where(keep, x / (1.0 - self.rate), tf.zeros_like(x))
 
     def get_config(self):
@@ -207,7 +208,9 @@ def conv_decoder(input_shape, latent_dim, params_per_feature=1, filters=CONV, hi
                  batch_norm=True):
     """The conv encoder mirrored: Dense ``hidden`` and Dense onto the encoder's last feature map, then
     Conv2DTranspose in reverse order, the last with ``params_per_feature`` channels: (batch, latent_dim)
-    → (batch, slots, features · params_per_feature), the parameters of a feature adjacent."""
+    → (batch, slots, features · params_per_feature), the parameters of a feature adjacent. The transposed
+    convolutions are :class:`tfp_anomaly.models.convolutions.Conv2DTranspose` (Keras's layer; the
+    output layer's single column is widened by one matmul, not XLA's slow convolution)."""
     slots, features = input_shape
     height, width = slots, features
     for _, kernel in filters:  # the encoder's feature-map size after its 'valid' convolutions
@@ -220,7 +223,7 @@ def conv_decoder(input_shape, latent_dim, params_per_feature=1, filters=CONV, hi
               keras.layers.Reshape((height, width, last))]
     outs = [n for n, _ in filters[:-1]][::-1] + [params_per_feature]
     for k, ((_, kernel), n) in enumerate(zip(filters[::-1], outs)):
-        layers.append(keras.layers.Conv2DTranspose(n, tuple(kernel)))
+        layers.append(Conv2DTranspose(n, tuple(kernel)))
         if k < len(filters) - 1:
             if batch_norm:
                 layers.append(keras.layers.BatchNormalization())

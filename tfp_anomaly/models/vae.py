@@ -5,7 +5,7 @@ from __future__ import annotations
 import keras
 import tensorflow as tf
 
-from .. import losses
+from .. import losses, seeds
 from ..flows import FlowChain
 from .base import Autoencoder, Encoding
 from .strategies import STAGES
@@ -141,7 +141,7 @@ class VAE(Autoencoder):
         return self.flow(z0, context=h, training=training)
 
     def posterior_sample(self, h, mu, log_var, seed, training=None) -> dict:
-        z0 = mu + tf.exp(0.5 * log_var) * tf.random.stateless_normal(tf.shape(mu), seed)
+        z0 = mu + tf.exp(0.5 * log_var) * seeds.normal(tf.shape(mu), seed)
         z, log_det = self.push(z0, h, training=training)
         return {"mu": mu, "log_var": log_var, "z0": z0, "z": z, "log_det": log_det}
 
