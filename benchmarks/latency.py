@@ -17,6 +17,13 @@ graph (a multiply-add is 2 FLOPs; exp, log and tanh are not counted). Latency do
 weights' values, so the models are not trained (the scaler and the score statistics are fitted on
 the sample).
 
+The PyTorch peer (``benchmarks/peers/darkflow_torch.py``, the ``peers`` extra: the same architecture,
+the same scaler statistics) adds two rows per VAE, measured right after ours on the same batch and
+threads (eager, ``torch.inference_mode``, eval mode, results copied to numpy): its trigger path ``rz``
+(scaler, encoder, heads) and every score term (scaler, encoder, flow, decoder, the same terms as
+``score_terms``, the K importance samples decoded one at a time). Without PyTorch those rows say the
+peer was not run.
+
     python benchmarks/latency.py [--seconds 2] [--markdown docs/benchmarks.md]
 """
 from __future__ import annotations
@@ -36,6 +43,7 @@ import tensorflow as tf  # noqa: E402
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 from _common import command_line, machine, markdown_table, write_section  # noqa: E402
+from peers import NOT_RUN, darkflow  # noqa: E402
 from tfp_anomaly import trigger  # noqa: E402
 from tfp_anomaly.data import ObjectGrid, get_scaler, load_sample  # noqa: E402
 from tfp_anomaly.models import SWAE, VAE  # noqa: E402
@@ -48,6 +56,10 @@ MODELS = {
     "ConvSWAE (ring prior)": dict(cls=SWAE, prior="ring"),
 }
 BATCHES = (1, 4096)
+#: label of a model above → the key of its PyTorch peer (``peers.darkflow_torch.PEERS``)
+PEERS = {"ConvVAE": "convvae", "ConvVAE + Planar×6": "planar"}
+#: the peer's paths: (row label, encoder only), the first our trigger path ``rz``
+PEER_PATHS = (("rz (encoder only), PyTorch", True), ("all score terms (full model), PyTorch", False))
 
 
 def sample_inputs() -> dict:
@@ -111,7 +123,41 @@ def flops_per_event(fn, example: dict) -> int:
     return int(profile.total_float_ops)
 
 
-def measure(args) -> pd.DataFrame:
+def peer_rows(label: str, model, data: dict, args, peer) -> list[dict]:
+    """The PyTorch peer's rows of model ``label`` (none without a peer): :data:`PEER_PATHS` at every
+    batch size, as the Keras model is configured (reconstruction, importance samples, scaler)."""
+    key = PEERS.get(label)
+    if key is None:
+        return []
+    rows = []
+    for path, encoder_only in PEER_PATHS:
+        row = {"model": label, "score": path, "parameters": None, "FLOPs/event": None}
+        if peer is None:
+            rows.append({**row, **{f"b{batch}": NOT_RUN for batch in BATCHES}})
+            continue
+        options = dict(reconstruction=model.reconstruction_spec, iwae_samples=model.iwae_samples)
+        row["parameters"] = peer.weights_used(key, encoder_only, model.reconstruction_spec)
+        for batch in BATCHES:
+            row[f"b{batch}"] = peer.score_events_per_second(key, data["x"], batch, encoder_only, args.seconds,
+                                                            mask=data["mask"], scaler=model.scaler_config,
+                                                            threads=os.cpu_count(), **options)
+        rows.append(row)
+    return rows
+
+
+def figure(value) -> str:
+    """A figure as the tables show it: a whole number with separators, a text as it is, – for none."""
+    if isinstance(value, str):
+        return value
+    return "–" if value is None or np.isnan(value) else f"{value:,.0f}"
+
+
+def print_row(row: dict) -> None:
+    print(f"{row['model']:24s} {row['score']:40s} " + "  ".join(f"{k} {figure(v)}" for k, v in list(row.items())[2:]),
+          flush=True)
+
+
+def measure(args, peer) -> pd.DataFrame:
     data = sample_inputs()
     rows = []
     for label, options in MODELS.items():
@@ -125,22 +171,53 @@ def measure(args) -> pd.DataFrame:
                     row[f"b{batch}{' XLA' if xla else ''}"] = events_per_second(compiled, batch_of(data, batch),
                                                                                 args.seconds)
             rows.append(row)
-            print(f"{label:24s} {path:30s} " + "  ".join(f"{k} {v:,.0f}" for k, v in list(row.items())[2:]),
-                  flush=True)
+            print_row(row)
+        for row in peer_rows(label, model, data, args, peer):
+            rows.append(row)
+            print_row(row)
     return pd.DataFrame(rows)
 
 
-def to_markdown(table: pd.DataFrame, args, argv) -> str:
+def is_peer(table: pd.DataFrame) -> pd.Series:
+    return table["score"].str.endswith(", PyTorch")
+
+
+def peer_comparison(table: pd.DataFrame) -> list[str]:
+    """Ours (the best of graph and XLA) over the peer's events/s, for every peer row that ran."""
+    ours = table[~is_peer(table)].set_index(["model", "score"])
+    ratios = []
+    for _, row in table[is_peer(table)].iterrows():
+        if isinstance(row["b4096"], str):
+            continue  # not run
+        mine = ours.loc[(row["model"], row["score"].removesuffix(", PyTorch"))]
+        ratios.append(f"{row['model']} {row['score'].split()[0]}: " + ", ".join(
+            f"{max(mine[f'b{b}'], mine[f'b{b} XLA']) / row[f'b{b}']:.1f}× at {b}" for b in reversed(BATCHES)))
+    return ratios
+
+
+def peer_description(peer) -> str:
+    if peer is None:
+        return f"PyTorch peer (rows `…, PyTorch`): {NOT_RUN}."
+    import torch
+
+    return (f"PyTorch peer (rows `…, PyTorch`): `benchmarks/peers/darkflow_torch.py`, PyTorch {torch.__version__}, "
+            f"eager, {os.cpu_count()} threads, measured right after ours in the same run on the same batch; its "
+            "parameters counted as Keras' `count_params` (batch-norm moving statistics included).")
+
+
+def to_markdown(table: pd.DataFrame, args, argv, peer) -> str:
     shown = table.copy()
-    for column in shown.columns[4:]:
-        shown[column] = shown[column].round().astype(int)
-    full = table[table["score"].str.startswith("all")].set_index("model")
-    encoder = table[~table["score"].str.startswith("all")]
+    for column in shown.columns[2:]:
+        shown[column] = shown[column].map(figure)
+    ours = table[~is_peer(table)]
+    full = ours[ours["score"].str.startswith("all")].set_index("model")
+    encoder = ours[~ours["score"].str.startswith("all")]
     speedups = []
     for _, row in encoder.iterrows():
         reference = full.loc[row["model"]]
         speedups.append(f"{row['model']} {row['score'].split()[0]}: {row['b4096 XLA'] / reference['b4096 XLA']:.1f}× "
                         f"at 4096, {row['b1 XLA'] / reference['b1 XLA']:.1f}× at 1")
+    comparison = peer_comparison(table)
     return "\n".join([
         MARK, "## Inference latency (`benchmarks/latency.py`)", "",
         f"Command: `{command_line('latency.py', argv)}` (also `make bench`)  ",
@@ -148,9 +225,12 @@ def to_markdown(table: pd.DataFrame, args, argv) -> str:
         "Input: the embedded sample's 32 × 4 object matrices (raw, the scaler inside every path); events/s "
         f"(higher is better) over {args.seconds:g} s of calls on one fixed batch, results copied to numpy; "
         "`XLA`: the path compiled with `jit_compile=True`. FLOPs per event from TensorFlow's profiler "
-        "(multiply-add = 2; transcendental functions not counted).", "",
+        "(multiply-add = 2; transcendental functions not counted).  ",
+        peer_description(peer), "",
         markdown_table(shown, digits=0), "",
         "Encoder-only over full scores (XLA): " + "; ".join(speedups) + ".",
+        *(["", "Ours (best of graph and XLA) over the PyTorch peer: " + "; ".join(comparison) + "."]
+          if comparison else []),
         MARK])
 
 
@@ -160,10 +240,11 @@ def main(argv=None) -> int:
     parser.add_argument("--markdown", type=Path, help="write/refresh this section in a Markdown file")
     args = parser.parse_args(argv)
     tf.get_logger().setLevel("ERROR")
-    table = measure(args)
-    print(table.to_string(index=False))
+    peer = darkflow()
+    table = measure(args, peer)
+    print(table.to_string(index=False, formatters={c: figure for c in table.columns[2:]}))
     if args.markdown:
-        write_section(args.markdown, to_markdown(table, args, argv), MARK)
+        write_section(args.markdown, to_markdown(table, args, argv, peer), MARK)
     return 0
 
 
