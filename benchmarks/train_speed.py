@@ -243,8 +243,23 @@ def to_markdown(table: pd.DataFrame, source: str, args, argv, peer) -> str:
     lines += ["", "Columns: graph mode; `XLA`: `jit_compile=True` (the default of `train` wherever every layer "
               "supports it); `×8`: also `steps_per_execution=8`; `ours`: the best of our columns at that batch size; "
               "parameters: trainable, ours = the peer's where there is one.",
-              "", *limits(table), MARK]
+              "", *targets(table), "", *limits(table), MARK]
     return "\n".join(lines)
+
+
+#: the speed target: ours at least this many times the peer's events/s, at every batch size
+TARGET = 2.0
+
+
+def targets(table: pd.DataFrame) -> list[str]:
+    """One line per model with a peer: its ratios and whether each reaches :data:`TARGET`."""
+    lines = [f"Target: ours ≥ {TARGET:g}× the peer at batch 256 and at batch 32."]
+    for _, r in table.iterrows():
+        ratios = {b: r[f"ratio b{b}"] for b in VARIANTS}
+        if all(isinstance(v, float) and not np.isnan(v) for v in ratios.values()):
+            lines.append(f"{r['model']}: " + ", ".join(
+                f"{v:.2f}× at {b} ({'met' if v >= TARGET else 'missed'})" for b, v in ratios.items()) + ".")
+    return [" ".join(lines[:1]), ""] + [f"- {line}" for line in lines[1:]]
 
 
 def limits(table: pd.DataFrame) -> list[str]:

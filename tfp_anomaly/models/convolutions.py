@@ -30,7 +30,7 @@ class Conv2DTranspose(keras.layers.Conv2DTranspose):
     Why: XLA:CPU lowers this case as a convolution of the column zero-padded to 2·k_w − 1 columns,
     and with F = 1 (the DarkFlow decoder's output layer, (3, 4) kernel, 32 → 1 channels) it took
     3.0 ms of a 12 ms ConvVAE training step at batch 256, the matmul form 0.2 ms
-    (``docs/benchmarks.md``, "Where the training step's time went"). Every other case (an input
+    (``docs/benchmarks.md``, "Where the time goes"). Every other case (an input
     wider than one column, strides, dilation, ``same`` padding, channels first) is Keras's own.
 
     References:
@@ -58,3 +58,4 @@ class Conv2DTranspose(keras.layers.Conv2DTranspose):
         if self.use_bias:
             out = out + self.bias
         return out if self.activation is None else self.activation(out)
+

@@ -1,0 +1,146 @@
+"""Where the time goes: the XLA operations of a training step and of the encoder-only score, timed.
+
+TensorFlow's profiler traces every operation XLA:CPU runs (one "thunk" per fused kernel,
+convolution or matrix product); the optimized HLO (``--xla_dump_to``) names the TensorFlow op each
+one came from. For the DarkFlow ConvVAE (``--model``, a key of ``train_speed.MODELS``) on the
+32 × 4 object matrix this prints, per training step at ``--batch`` and per call of the ``rz``
+encoder-only score at ``--score-batch``: the wall time, the summed time of the traced operations,
+how many there are, and the ``--top`` slowest with their shape and origin. A training step whose
+traced time is well below its wall time is bound by the fixed cost per step (dispatch, the many
+small kernels); one whose time sits in a few convolutions or products is bound by their arithmetic.
+
+    python benchmarks/profile_step.py [--model convvae --batch 256 --score-batch 4096 --top 15]
+        [--markdown docs/benchmarks.md]
+"""
+from __future__ import annotations
+
+import argparse
+import collections
+import glob
+import os
+import re
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+DUMP = tempfile.mkdtemp(prefix="xla_dump_")
+# before TensorFlow is imported: XLA reads its flags once
+os.environ["XLA_FLAGS"] = f"{os.environ.get('XLA_FLAGS', '')} --xla_dump_to={DUMP} --xla_dump_hlo_as_text " \
+                          "--xla_dump_hlo_pass_re=NONE".strip()
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import numpy as np  # noqa: E402
+import tensorflow as tf  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "benchmarks"))
+import latency  # noqa: E402
+import train_speed  # noqa: E402
+from _common import command_line, machine, write_section  # noqa: E402
+from tfp_anomaly.models.training import as_part, compile_model, epoch_dataset  # noqa: E402
+
+MARK = "<!-- profile_step -->"
+def traced(fn, calls: int) -> tuple[collections.Counter, float]:
+    """({operation: µs per call}, wall ms per call) of ``calls`` calls of ``fn`` under the profiler."""
+    from tensorflow.tsl.profiler.protobuf import xplane_pb2
+
+    logdir = tempfile.mkdtemp(prefix="profile_")
+    try:
+        tf.profiler.experimental.start(logdir)
+        start = time.perf_counter()
+        for _ in range(calls):
+            fn()
+        wall = (time.perf_counter() - start) / calls * 1e3
+        tf.profiler.experimental.stop()
+        space = xplane_pb2.XSpace()
+        space.ParseFromString(Path(glob.glob(f"{logdir}/**/*.xplane.pb", recursive=True)[0]).read_bytes())
+    finally:
+        shutil.rmtree(logdir, ignore_errors=True)
+    times = collections.Counter()
+    for plane in space.planes:
+        names = {key: meta.name for key, meta in plane.event_metadata.items()}
+        for line in plane.lines:
+            for event in line.events:
+                times[names.get(event.metadata_id, "")] += event.duration_ps / 1e6 / calls
+    return times, wall
+
+
+def origins(module_pattern: str) -> dict:
+    """{HLO instruction: "shape  TensorFlow op"} from the newest optimized module matching the pattern."""
+    files = sorted(glob.glob(f"{DUMP}/*{module_pattern}*cpu_after_optimizations.txt"), key=os.path.getmtime)
+    found = {}
+    for line in Path(files[-1]).read_text().splitlines() if files else []:
+        match = re.match(r"\s*(?:ROOT )?%?([\w.\-]+) = (\S+)", line)
+        if match:
+            op = re.search(r'op_name="([^"]+)"', line)
+            found[match.group(1)] = (match.group(2).split("{")[0], op.group(1) if op else "(fused, no op name)")
+    return found
+
+
+def training_step(key: str, batch: int, steps: int):
+    """(one training step's function, the HLO module pattern) of model ``key`` at ``batch``."""
+    data, scaler, _ = train_speed.object_matrix(batch * steps)
+    model = train_speed.keras_model(train_speed.MODELS[key].options, scaler)
+    model.build()
+    compile_model(model, jit_compile=True)
+    dataset, _ = epoch_dataset(as_part(data), batch, 0, 1000, 0, True)
+    iterator = iter(dataset)
+    model.make_train_function()
+    return lambda: model.train_function(iterator)["loss"].numpy(), "one_step_on_data"
+
+
+def encoder_score(batch: int):
+    """(the ``rz`` encoder-only score's function at ``batch``, the HLO module pattern)."""
+    data = latency.sample_inputs()
+    model = latency.build(latency.MODELS["ConvVAE"], data)
+    fn = tf.function(latency.paths(model, data)["rz (encoder only)"][0], jit_compile=True)
+    inputs = latency.batch_of(data, batch)
+    return lambda: fn(inputs).numpy(), "lambda"
+
+
+def report(title: str, fn, pattern: str, calls: int, top: int) -> list[str]:
+    for _ in range(3):  # trace, compile, warm up
+        fn()
+    times, wall = traced(fn, calls)
+    names = origins(pattern)
+    # the XLA operations only: the profiler's other events are the runtime around them
+    times = collections.Counter({name: us for name, us in times.items() if name in names})
+    total = sum(times.values())
+    lines = [f"**{title}**: {wall:.2f} ms per call (wall, under the profiler); traced operations "
+             f"{total / 1e3:.2f} ms (summed over threads), {len(times)} distinct operations", "",
+             "| µs per call | share | operation | shape | from |", "|---:|---:|---|---|---|"]
+    for name, us in times.most_common(top):
+        shape, origin = names.get(name, ("", ""))
+        lines.append(f"| {us:,.0f} | {us / total:.0%} | `{name}` | `{shape}` | {origin[-80:]} |")
+    print("\n".join(lines) + "\n", flush=True)
+    return lines + [""]
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--model", default="convvae", choices=sorted(train_speed.MODELS))
+    parser.add_argument("--batch", type=int, default=256)
+    parser.add_argument("--score-batch", type=int, default=4096)
+    parser.add_argument("--calls", type=int, default=20)
+    parser.add_argument("--top", type=int, default=12)
+    parser.add_argument("--markdown", type=Path, help="write/refresh this section in a Markdown file")
+    args = parser.parse_args(argv)
+    label = train_speed.MODELS[args.model].label
+    lines = [MARK, "## Where the time goes (`benchmarks/profile_step.py`)", "",
+             f"Command: `{command_line('profile_step.py', argv)}`  ",
+             f"Machine: {machine()}; TensorFlow {tf.__version__}, XLA:CPU, {os.cpu_count()} threads", ""]
+    lines += report(f"{label}, one training step at batch {args.batch} (XLA)",
+                    *training_step(args.model, args.batch, args.calls), args.calls, args.top)
+    lines += report(f"ConvVAE, rz encoder-only score at batch {args.score_batch} (XLA)",
+                    *encoder_score(args.score_batch), args.calls, args.top)
+    shutil.rmtree(DUMP, ignore_errors=True)
+    if args.markdown:
+        write_section(args.markdown, "\n".join(lines + [MARK]), MARK)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
