@@ -37,6 +37,8 @@ bench: $(STAMP) $(PEERS)
 	$(BIN)/python benchmarks/flows.py --xla --markdown docs/benchmarks.md
 	$(BIN)/python benchmarks/train_speed.py --markdown docs/benchmarks.md
 	$(BIN)/python benchmarks/latency.py --markdown docs/benchmarks.md
+	$(BIN)/python benchmarks/profile_step.py --markdown docs/benchmarks.md
+	$(BIN)/python benchmarks/speedups.py --markdown docs/benchmarks.md
 	$(BIN)/python benchmarks/scale.py --markdown docs/benchmarks.md
 	$(BIN)/python benchmarks/main_job.py --markdown docs/benchmarks.md
 	$(BIN)/python benchmarks/searches.py --markdown docs/benchmarks.md

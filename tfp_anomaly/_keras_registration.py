@@ -19,7 +19,7 @@ import sys
 #: that this is every one ``tfp_anomaly.models`` registers
 REGISTERED = {
     "tfp_anomaly.models": ("VAE", "SWAE", "Ensemble", "ScalerLayer", "SeededDropout", "EdgeConv", "MaskedPooling",
-                           "ObjectTypes"),
+                           "ObjectTypes", "Conv2DTranspose"),
     "tfp_anomaly.flows": ("ActNorm", "ConvFlow", "FFJORD", "FlowChain", "FlowDensity", "GlowStep", "Householder",
                           "HouseholderSylvester", "IAF", "InvertibleLinearLU", "MADE", "MAF", "MLP", "NICE",
                           "OrthogonalSylvester", "Planar", "Radial", "RandomPermutation", "RealNVP", "Reverse",
