@@ -27,9 +27,10 @@ def next_seed(seed: int, counter) -> tf.Tensor:
     return tf.cast(tf.stack([tf.constant(int(seed), tf.int64), count]) % SEED_MODULUS, tf.int32)
 
 
-# Philox by name: it is what ``alg="auto_select"`` (TensorFlow's default) picks on CPU and GPU, so
-# these are the same numbers, but XLA:CPU compiles the default's generic path to a kernel ~5× slower
-# (2.7 of a ConvVAE's 12 ms per training step at batch 256 went to the posterior's 3,840 normals).
+# Philox by name: it is what ``alg="auto_select"`` (TensorFlow's default) picks on the CPU, so these
+# are the same numbers (tests/test_convolutions.py), but XLA:CPU compiles the unnamed default to a
+# kernel 4-7x slower (1.8 vs 0.4 ms for a 256 x 15 draw: 2.7 of a ConvVAE's 12 ms per training step
+# at batch 256 under the profiler went to the posterior's 3,840 normals).
 ALGORITHM = "philox"
 
 

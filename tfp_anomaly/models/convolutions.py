@@ -29,9 +29,10 @@ class Conv2DTranspose(keras.layers.Conv2DTranspose):
 
     Why: XLA:CPU lowers this case as a convolution of the column zero-padded to 2·k_w − 1 columns,
     and with F = 1 (the DarkFlow decoder's output layer, (3, 4) kernel, 32 → 1 channels) it took
-    3.0 ms of a 12 ms ConvVAE training step at batch 256, the matmul form 0.2 ms
-    (``docs/benchmarks.md``, "Where the time goes"). Every other case (an input
-    wider than one column, strides, dilation, ``same`` padding, channels first) is Keras's own.
+    3.0 ms of a 12 ms ConvVAE training step at batch 256 under the profiler. As a matmul the full
+    score terms (17 decoder passes) run 1.7–2.2× faster, training 1.0–1.05× (``benchmarks/speedups.py``,
+    results in ``docs/benchmarks.md``). Every other case (an input wider than one column, strides,
+    dilation, ``same`` padding, channels first) is Keras's own.
 
     References:
         Dumoulin & Visin, "A guide to convolution arithmetic for deep learning", arXiv:1603.07285 (2016).
