@@ -1,7 +1,7 @@
 """The conv decoder's transposed convolution computed as a matrix product
-(:mod:`tfp_anomaly.models.convolutions`) is Keras's layer: the same outputs and gradients for the same weights, eager, in a graph and under
-XLA; a model saved with Keras's own layers loads into them and scores as before. The random draws
-by name (:mod:`tfp_anomaly.seeds`) are TensorFlow's default draws."""
+(:mod:`tfp_anomaly.models.convolutions`) is Keras's layer: the same outputs and gradients for the same
+weights, eager, in a graph and under XLA; a model saved with Keras's own layer loads into it and scores
+as before. The random draws by name (:mod:`tfp_anomaly.seeds`) are TensorFlow's default draws."""
 import keras
 import numpy as np
 import pytest

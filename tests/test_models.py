@@ -170,6 +170,28 @@ def test_nan_loss_stops_training_naming_epoch_and_step():
               jit_compile=False)
 
 
+def test_steps_per_execution_keeps_every_epoch_whole():
+    from tfp_anomaly.models.training import whole_executions
+
+    class Steps(keras.callbacks.Callback):  # optimiser steps per epoch
+        def on_train_begin(self, logs=None):
+            self.counts = []
+
+        def on_epoch_begin(self, epoch, logs=None):
+            self.start = int(self.model.optimizer.iterations.numpy())
+
+        def on_epoch_end(self, epoch, logs=None):
+            self.counts.append(int(self.model.optimizer.iterations.numpy()) - self.start)
+
+    assert [whole_executions(16, 25), whole_executions(8, 400), whole_executions(7, 13), whole_executions(4, 0)] == \
+        [5, 8, 1, 1]
+    x = np.random.default_rng(4).normal(size=(50, 8)).astype("float32")
+    steps = Steps()
+    model, _ = train(_small_vae(), x, epochs=3, batch_size=2, verbose=0, steps_per_execution=16, callbacks=[steps],
+                     jit_compile=False)
+    assert steps.counts == [25, 25, 25] and model.steps_per_execution == 5  # not 32, 32, 11 at 16
+
+
 def test_keras_callbacks_work_in_the_training_loop(tmp_path):
     x = np.random.default_rng(3).normal(size=(256, 8)).astype("float32")
     keras.utils.set_random_seed(0)

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import logging
 import math
 import shutil
 import tempfile
@@ -231,6 +232,16 @@ def compile_model(model, learning_rate=1e-3, clipnorm=None, jit_compile="auto", 
                   jit_compile=resolve_jit_compile(model, jit_compile), steps_per_execution=steps_per_execution)
 
 
+def whole_executions(steps_per_execution: int, steps: int) -> int:
+    """The largest divisor of ``steps`` (the steps per epoch) not above ``steps_per_execution``.
+
+    Keras runs whole executions of ``steps_per_execution`` steps and counts them into the epoch, so a
+    number that does not divide the epoch carries steps across its end: 25 steps per epoch at 16 per
+    execution trained epochs of 32, 32 and 11 steps, every epoch's shuffle, validation and checkpoint
+    out of step with the data's epochs."""
+    return next(k for k in range(max(1, min(steps_per_execution, steps)), 0, -1) if steps % k == 0)
+
+
 def _merged(histories) -> keras.callbacks.History:
     merged = keras.callbacks.History()
     merged.epoch, merged.history = [], {}
@@ -258,13 +269,20 @@ def fit_phases(model, train_arrays, validation_arrays, epochs, initial_epoch=0, 
     validation_arrays = None if validation_arrays is None else as_part(validation_arrays)
     strategy = model.distribute_strategy
     replicas = distribute.num_replicas(strategy)
+    compile_options = dict(compile_options or {})
+    per_execution = compile_options.get("steps_per_execution", 1)
+    compile_options["steps_per_execution"] = whole_executions(
+        per_execution, parts_lib.steps_per_epoch(train_arrays.n_events, batch_size, replicas))
+    if compile_options["steps_per_execution"] != per_execution:
+        logging.getLogger(__name__).info("training.steps_per_execution %d does not divide the epoch's steps: %d",
+                                         per_execution, compile_options["steps_per_execution"])
     histories = []
     for phase in strategies.phases(flow_training, epochs, first_stage_epochs):
         if phase.end <= initial_epoch:
             continue
         if strategies.enter(model, phase.stage) or recompile:
             with _scope(model):
-                compile_model(model, **(compile_options or {}))
+                compile_model(model, **compile_options)
             recompile = False
         begin = max(phase.start, initial_epoch)
         if replicas == 1:  # one process, one device: a plain dataset (tf.distribute adds nothing)
@@ -324,7 +342,8 @@ def train(model, train_arrays, validation_arrays=None, run_dir=None, epochs=10, 
     distribution strategy is used (Keras' own ``"auto"`` never does on CPU, but there XLA trains our
     models 1.3–2.4× faster, see ``docs/benchmarks.md``). ``steps_per_execution``: steps run per call
     into the graph; more cuts the fixed cost per step (large gains at small batches), but callbacks,
-    including the NaN guard, then see the logs once per group of steps. ``flow_training``,
+    including the NaN guard, then see the logs once per group of steps; it is lowered to the largest
+    divisor of the steps per epoch (:func:`whole_executions`), so that every epoch stays whole. ``flow_training``,
     ``first_stage_epochs``: how a VAE's flow posterior joins training
     (:mod:`tfp_anomaly.models.strategies`). With ``run_dir``, the run directory's lock is held
     throughout (:class:`tfp_anomaly.rundir.RunLockedError` when another process trains into it) and
