@@ -146,7 +146,8 @@ def test_the_peer_scales_as_our_scaler_layer():
     x[~mask] = 0.0
     ours = get_scaler("standard", log_columns=[0, 1]).fit(x, mask)
     peer = P.fit_scaler(x, mask)
-    np.testing.assert_allclose(peer["center"], ours.center_) and np.testing.assert_allclose(peer["scale"], ours.scale_)
+    np.testing.assert_allclose(peer["center"], ours.center_)
+    np.testing.assert_allclose(peer["scale"], ours.scale_)
     scaled = P.Scaler(peer["center"], peer["scale"])(torch.from_numpy(x), torch.from_numpy(mask.astype("float32")))
     np.testing.assert_allclose(scaled.numpy(), ours.transform(x, mask), atol=1e-5)
 

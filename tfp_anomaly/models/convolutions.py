@@ -23,7 +23,7 @@ class Conv2DTranspose(keras.layers.Conv2DTranspose):
     matrices, T = X K̃ with X the (B·H, C) input rows and K̃ = K permuted to (C, k_h · k_w · F);
     T's patch row a lands on output row i + a, so y = β + Σ_a shift_a(T[:, :, a]), k_h shifted sums.
 
-    The result is the convolution's (to float32 rounding) and the weights are Keras's, so a model
+    The result is the convolution's (to rounding in the layer's compute dtype) and the weights are Keras's, so a model
     saved with ``keras.layers.Conv2DTranspose`` loads into this layer: Keras 3 saves a layer's
     weights under its class name in snake case, which is why the class keeps Keras's name.
 
