@@ -28,10 +28,10 @@ def next_seed(seed: int, counter) -> tf.Tensor:
 
 
 # Philox by name: it is what ``alg="auto_select"`` (TensorFlow's default) picks on the CPU, so these
-# are the same numbers (tests/test_convolutions.py; under XLA for non-negative seeds, which
-# next_seed gives: a negative seed component is mapped differently by the two XLA paths), but XLA:CPU compiles the unnamed default to a
-# kernel 4-7x slower (1.8 vs 0.4 ms for a 256 x 15 draw: 2.7 of a ConvVAE's 12 ms per training step
-# at batch 256 under the profiler went to the posterior's 3,840 normals).
+# are the same numbers (tests/test_convolutions.py; under XLA for the non-negative seeds next_seed
+# gives: a negative seed component is mapped differently by the two XLA paths), but XLA:CPU compiles
+# the unnamed default to a kernel 4-7x slower (1.8 vs 0.4 ms for a 256 x 15 draw: 2.7 of a ConvVAE's
+# 12 ms per training step at batch 256 under the profiler went to the posterior's 3,840 normals).
 ALGORITHM = "philox"
 
 
