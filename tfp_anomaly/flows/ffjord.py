@@ -12,8 +12,7 @@ from __future__ import annotations
 import tensorflow as tf
 import tensorflow_probability as tfp
 
-from .. import seeds
-from ..seeds import draw_counter, next_seed
+from ..seeds import draw_counter, next_seed, normal
 from .base import FLOWS, FlowLayer
 from .conditioners import MLP
 
@@ -75,7 +74,7 @@ class FFJORD(FlowLayer):
 
     def noise(self, shape, dtype, seed=None):
         """Hutchinson's ε ~ N(0, I) of one solve, seeded by (``seed``, draws so far)."""
-        return seeds.normal(shape, next_seed(self.seed, self.noise_draws), dtype=dtype)
+        return normal(shape, next_seed(self.seed, self.noise_draws), dtype=dtype)
 
     def get_config(self):
         return {**super().get_config(), "hidden_units": self.hidden_units, "rtol": self.rtol, "atol": self.atol,

@@ -23,9 +23,10 @@ class Conv2DTranspose(keras.layers.Conv2DTranspose):
     matrices, T = X K̃ with X the (B·H, C) input rows and K̃ = K permuted to (C, k_h · k_w · F);
     T's patch row a lands on output row i + a, so y = β + Σ_a shift_a(T[:, :, a]), k_h shifted sums.
 
-    The result is the convolution's (to rounding in the layer's compute dtype) and the weights are Keras's, so a model
-    saved with ``keras.layers.Conv2DTranspose`` loads into this layer: Keras 3 saves a layer's
-    weights under its class name in snake case, which is why the class keeps Keras's name.
+    The result is the convolution's (to rounding in the layer's compute dtype) and the weights are
+    Keras's, so a model saved with ``keras.layers.Conv2DTranspose`` loads into this layer: Keras 3
+    saves a layer's weights under its class name in snake case, which is why the class keeps Keras's
+    name.
 
     Why: XLA:CPU lowers this case as a convolution of the column zero-padded to 2·k_w − 1 columns,
     and with F = 1 (the DarkFlow decoder's output layer, (3, 4) kernel, 32 → 1 channels) it took
@@ -59,4 +60,3 @@ class Conv2DTranspose(keras.layers.Conv2DTranspose):
         if self.use_bias:
             out = out + self.bias
         return out if self.activation is None else self.activation(out)
-

@@ -270,12 +270,12 @@ def fit_phases(model, train_arrays, validation_arrays, epochs, initial_epoch=0, 
     strategy = model.distribute_strategy
     replicas = distribute.num_replicas(strategy)
     compile_options = dict(compile_options or {})
-    per_execution = compile_options.get("steps_per_execution", 1)
-    compile_options["steps_per_execution"] = whole_executions(
-        per_execution, parts_lib.steps_per_epoch(train_arrays.n_events, batch_size, replicas))
-    if compile_options["steps_per_execution"] != per_execution:
-        logging.getLogger(__name__).info("training.steps_per_execution %d does not divide the epoch's steps: %d",
-                                         per_execution, compile_options["steps_per_execution"])
+    requested = compile_options.get("steps_per_execution", 1)
+    steps = parts_lib.steps_per_epoch(train_arrays.n_events, batch_size, replicas)
+    compile_options["steps_per_execution"] = whole_executions(requested, steps)
+    if compile_options["steps_per_execution"] != requested:
+        logging.getLogger(__name__).warning("training.steps_per_execution %d does not divide the %d steps per epoch: "
+                                            "%d used", requested, steps, compile_options["steps_per_execution"])
     histories = []
     for phase in strategies.phases(flow_training, epochs, first_stage_epochs):
         if phase.end <= initial_epoch:
@@ -343,8 +343,8 @@ def train(model, train_arrays, validation_arrays=None, run_dir=None, epochs=10, 
     models 1.3–2.4× faster, see ``docs/benchmarks.md``). ``steps_per_execution``: steps run per call
     into the graph; more cuts the fixed cost per step (large gains at small batches), but callbacks,
     including the NaN guard, then see the logs once per group of steps; it is lowered to the largest
-    divisor of the steps per epoch (:func:`whole_executions`), so that every epoch stays whole. ``flow_training``,
-    ``first_stage_epochs``: how a VAE's flow posterior joins training
+    divisor of the steps per epoch (:func:`whole_executions`), so that every epoch stays whole.
+    ``flow_training``, ``first_stage_epochs``: how a VAE's flow posterior joins training
     (:mod:`tfp_anomaly.models.strategies`). With ``run_dir``, the run directory's lock is held
     throughout (:class:`tfp_anomaly.rundir.RunLockedError` when another process trains into it) and
     every epoch ends in a checkpoint there.
